@@ -1,0 +1,1 @@
+"""The ``ssmad`` command line (see :mod:`ssmad.cli.main`)."""
