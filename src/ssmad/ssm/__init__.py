@@ -1,0 +1,18 @@
+"""The maths room: Mamba's selective scan (reference oracle and fast backends) and SSM initialisers.
+
+Only torch and numpy are needed here; nothing in this package imports a higher room of ssmad.
+"""
+
+from __future__ import annotations
+
+from .interface import BACKENDS, available_backends, backend_available, resolve_backend, selective_scan
+from .reference import selective_scan_ref
+
+__all__ = [
+    "BACKENDS",
+    "available_backends",
+    "backend_available",
+    "resolve_backend",
+    "selective_scan",
+    "selective_scan_ref",
+]

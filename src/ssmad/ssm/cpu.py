@@ -1,0 +1,243 @@
+"""The ``cpu`` backend: a C++ selective-scan kernel compiled on first use, with its own backward.
+
+The source (``csrc/selective_scan_cpu.cpp``) is plain C++17 with GCC/Clang vector extensions — no torch headers,
+no OpenMP — so it compiles in seconds with any ``g++``/``clang++``. It is built once per (source, compiler, flags,
+CPU) into a cache folder (``$SSMAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/ssmad``, else ``~/.cache/ssmad``) and
+loaded with :mod:`ctypes`; the write is atomic, so concurrent processes never see half a library.
+
+Parallelism: the kernel exposes independent work items (batch × group × channel block); a small thread pool of
+``torch.get_num_threads()`` workers runs item ranges concurrently (ctypes releases the GIL during the call).
+
+When no compiler is found, when compilation fails, or when ``SSMAD_NO_COMPILE=1`` is set, :func:`is_available`
+returns False (logged once) and ``auto`` falls back to the pure-PyTorch backend.
+
+The forward saves the state at the start of every chunk of :data:`CHUNK` steps when gradients are needed; the
+backward recomputes states inside a chunk from it and runs the reverse recurrence
+``g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}``, so memory stays ``O(batch · D · N · L / CHUNK)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
+#: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
+CHUNK = 64
+_BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=fast"]
+_ABI_VERSION = 1
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_load_failed: str | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def cache_dir() -> Path:
+    """Folder holding compiled kernels."""
+    if os.environ.get("SSMAD_CACHE_DIR"):
+        return Path(os.environ["SSMAD_CACHE_DIR"]) / "kernels"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ssmad" / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_signature() -> str:
+    """What the compiled code depends on besides the source: the CPU model and feature flags."""
+    sig = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("model name", "flags", "Features")):
+                    sig += line.strip()
+                    if line.startswith(("flags", "Features")):
+                        break
+    except OSError:
+        sig += platform.processor()
+    return sig
+
+
+def _compile(cxx: str) -> Path:
+    source = SOURCE.read_bytes()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    attempts = [[*_BASE_FLAGS, "-march=native"], list(_BASE_FLAGS)]
+    out_dir = cache_dir()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out_dir, delete=True)
+        probe.close()
+    except OSError:
+        out_dir = Path(tempfile.gettempdir()) / f"ssmad-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for flags in attempts:
+        key = hashlib.sha256(source + version.encode() + " ".join(flags).encode() + _cpu_signature().encode())
+        target = out_dir / f"selective_scan_cpu_{key.hexdigest()[:16]}.so"
+        if target.is_file():
+            return target
+        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".so.tmp")
+        os.close(fd)
+        cmd = [cxx, *flags, "-o", tmp, str(SOURCE)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            os.replace(tmp, target)
+            logger.info("selective_scan: compiled the CPU kernel into %s", target)
+            return target
+        os.unlink(tmp)
+        errors.append(f"$ {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    raise RuntimeError("compiling the CPU selective-scan kernel failed:\n" + "\n".join(errors))
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for suffix in ("f32", "f64"):
+        fwd = getattr(lib, f"ssmad_scan_fwd_{suffix}")
+        fwd.argtypes = [p] * 9 + [i64] * 8
+        fwd.restype = ctypes.c_int
+        bwd = getattr(lib, f"ssmad_scan_bwd_{suffix}")
+        bwd.argtypes = [p] * 15 + [i64] * 9
+        bwd.restype = ctypes.c_int
+    lib.ssmad_scan_abi_version.restype = ctypes.c_int
+
+
+def load_library() -> ctypes.CDLL | None:
+    """Compile (first time) and load the kernel; None when that is impossible here (the reason is logged once)."""
+    global _lib, _load_failed
+    if _lib is not None or _load_failed is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _load_failed is not None:
+            return _lib
+        if os.environ.get("SSMAD_NO_COMPILE", "").strip() not in ("", "0"):
+            _load_failed = "SSMAD_NO_COMPILE is set"
+        elif (cxx := _compiler()) is None:
+            _load_failed = "no C++ compiler found (set CXX or install g++/clang++)"
+        else:
+            try:
+                lib = ctypes.CDLL(str(_compile(cxx)))
+                _declare(lib)
+                if lib.ssmad_scan_abi_version() != _ABI_VERSION:
+                    raise RuntimeError("stale kernel library (ABI version mismatch)")
+                _lib = lib
+            except (OSError, RuntimeError, AttributeError) as err:
+                _load_failed = str(err)
+        if _load_failed is not None:
+            level = logging.INFO if "SSMAD_NO_COMPILE" in _load_failed else logging.WARNING
+            logger.log(level, "selective_scan: compiled CPU kernel unavailable (%s); using torch instead", _load_failed)
+    return _lib
+
+
+def is_available() -> bool:
+    """Whether the compiled kernel can be used in this process."""
+    return load_library() is not None
+
+
+def _run_parallel(fn, n_items: int, args: tuple) -> None:
+    """Call ``fn(*args, i0, i1)`` over item ranges on the thread pool (serially for a single thread)."""
+    global _pool, _pool_size
+    threads = max(1, min(torch.get_num_threads(), n_items))
+    if threads == 1:
+        fn(*args, 0, n_items)
+        return
+    if _pool is None or _pool_size != threads:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ssmad-scan")
+        _pool_size = threads
+    pieces = min(n_items, threads * 4)  # a few items per piece balances uneven tails
+    bounds = [n_items * k // pieces for k in range(pieces + 1)]
+    futures = [_pool.submit(fn, *args, bounds[k], bounds[k + 1]) for k in range(pieces) if bounds[k + 1] > bounds[k]]
+    for f in futures:
+        f.result()
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _CpuScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, dt, A, B, C, D):  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        u, dt, A, B, C = (t.contiguous() for t in (u, dt, A, B, C))
+        D = None if D is None else D.contiguous()
+        batch, dim, length = u.shape
+        groups, dstate = B.shape[1], B.shape[2]
+        chunk = min(CHUNK, length)
+        n_chunks = math.ceil(length / chunk)
+        lanes = 4 if u.dtype == torch.float64 else 8
+        n_blocks = math.ceil(dim // groups / lanes)
+        train = any(ctx.needs_input_grad)
+        y = torch.empty_like(u)
+        last = u.new_empty(batch, dim, dstate)
+        ckpt = u.new_empty(batch, dim, n_chunks, dstate) if train else None
+        fn = lib.ssmad_scan_fwd_f64 if u.dtype == torch.float64 else lib.ssmad_scan_fwd_f32
+        ptrs = (u, dt, A, B, C, D, y, last, ckpt)
+        _run_parallel(fn, batch * groups * n_blocks, (*map(_ptr, ptrs), batch, dim, dstate, length, groups, chunk))
+        if train:
+            ctx.save_for_backward(u, dt, A, B, C, D, ckpt)
+            ctx.chunk = chunk
+        return y, last
+
+    @staticmethod
+    def backward(ctx, dy, dlast):  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        u, dt, A, B, C, D, ckpt = ctx.saved_tensors
+        batch, dim, length = u.shape
+        groups, dstate = B.shape[1], B.shape[2]
+        lanes = 4 if u.dtype == torch.float64 else 8
+        n_blocks = math.ceil(dim // groups / lanes)
+        threads = torch.get_num_threads()
+        splits = max(1, min(n_blocks, math.ceil(2 * threads / (batch * groups))))
+        dy = torch.zeros_like(u) if dy is None else dy.contiguous()
+        dlast = None if dlast is None else dlast.contiguous()
+        du = torch.empty_like(u)
+        ddt = torch.empty_like(u)
+        dA_part = u.new_empty(batch, dim, dstate)
+        dD_part = u.new_empty(batch, dim)
+        dB_part = u.new_empty(splits, batch, groups, dstate, length)
+        dC_part = u.new_empty(splits, batch, groups, dstate, length)
+        fn = lib.ssmad_scan_bwd_f64 if u.dtype == torch.float64 else lib.ssmad_scan_bwd_f32
+        ptrs = (u, dt, A, B, C, D, dy, dlast, ckpt, du, ddt, dA_part, dB_part, dC_part, dD_part)
+        args = (*map(_ptr, ptrs), batch, dim, dstate, length, groups, ctx.chunk, splits)
+        _run_parallel(fn, batch * groups * splits, args)
+        dB = dB_part[0] if splits == 1 else dB_part.sum(0)
+        dC = dC_part[0] if splits == 1 else dC_part.sum(0)
+        dD = None if D is None else dD_part.sum(0)
+        return du, ddt, dA_part.sum(0), dB, dC, dD
+
+
+def core(
+    u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, want_last: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Core recurrence on the compiled kernel (contract in :mod:`ssmad.ssm._core`)."""
+    if u.device.type != "cpu":
+        raise ValueError(f"the 'cpu' selective-scan backend needs CPU tensors, got {u.device}")
+    if u.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"the 'cpu' selective-scan backend computes in float32/float64, got {u.dtype}")
+    y, last = _CpuScan.apply(u, dt, A, B, C, D)
+    return y, (last if want_last else None)
