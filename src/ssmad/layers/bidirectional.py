@@ -1,0 +1,258 @@
+"""ACMamba's RSAL: a bidirectional selective SSM over a 1-D sequence of region descriptors (spec C.3).
+
+ACMamba turns a hyperspectral cube into a sequence of ``N_r`` superpixel regions, each described by a spectrum.
+RSAL ("Regional Spectral Attribute Learning") is SS2D reduced to one dimension and two directions::
+
+    x (B, L, C) ─ in_proj ─┬─ x ─ depthwise conv (3 taps along L) ─ SiLU ─┬─ forward scan ─────────┐
+                           │                                              └─ reversed scan ─ flip ─┴─ + ─ LN ─┐
+                           └─ z ────────────────────────────────────────────────────────────── GELU ────── × ─ out_proj
+
+Both directions have their own ``x_proj`` / ``dt_proj`` / ``A_log`` / ``D`` and run in one grouped selective
+scan (:class:`ssmad.layers.ss2d.DirectionalSSM`); the gate is GELU (not SiLU as in SS2D).
+
+Convolution: the official code runs a ``d_conv × d_conv`` depthwise ``Conv2d`` with padding ``(d_conv - 1) / 2``
+on the ``N_r × 1`` map, where every column of the kernel except the middle one only meets zero padding. Here it is
+the equivalent ``d_conv``-tap depthwise ``Conv1d`` along the sequence (odd ``d_conv``; a converted 2-D kernel maps
+to its middle column). Its weights and bias are drawn ``U(-1/d_conv, 1/d_conv)``, which is PyTorch's default for the
+original ``d_conv × d_conv`` kernel (fan-in ``d_conv²``), so the initial distribution matches the official code.
+
+:class:`RSALNetwork` is the encoder ACMamba builds from it: a per-region patch embedding (``Linear(in_chans →
+dim)`` ≡ a 1×1 convolution, GELU, LayerNorm) followed by ``depth`` blocks ``x ← DropPath(RSAL(LayerNorm(x)))`` —
+with NO residual connection, as in the official code.
+
+Shapes: every module here maps ``(batch, L, channels_in)`` to ``(batch, L, channels_out)``; ``L`` is the number of
+regions (any ``L >= 1``), batch first, channels last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import DropPath, trunc_normal_
+from torch import Tensor, nn
+
+from ..errors import InputError
+from .ss2d import DirectionalSSM, _check_odd_kernel, resolve_dt_rank
+
+__all__ = ["RSAL", "PatchEmbed", "RSALBlock", "RSALNetwork"]
+
+
+def _check_sequence(x: Tensor, channels: int, who: str) -> None:
+    if x.dim() != 3 or x.shape[-1] != channels:
+        raise InputError(
+            f"{who} expects a batch of region sequences shaped (batch, L, {channels}), got shape {tuple(x.shape)}; "
+            "add a batch dimension with x.unsqueeze(0) for a single sequence."
+        )
+
+
+class RSAL(DirectionalSSM):
+    """Bidirectional selective SSM on sequences (ACMamba's ``RSAL``).
+
+    Args:
+        d_model: Input/output channels C.
+        d_state: State size N.
+        d_conv: Taps of the depthwise convolution along the sequence (odd).
+        expand: ``d_inner = expand · d_model``.
+        dt_rank: ``"auto"`` (``ceil(d_model / 16)``) or an integer.
+        dt_min: Smallest initial step size.
+        dt_max: Largest initial step size.
+        dt_init: ``"random"`` or ``"constant"`` step-projection weights.
+        dt_scale: Scale of the step-projection weights.
+        dt_init_floor: Lower clamp of the initial step sizes.
+        dropout: Dropout on the output.
+        conv_bias: Bias in the depthwise convolution.
+        bias: Bias in ``in_proj`` and ``out_proj``.
+        scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 3,
+        expand: float = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        dropout: float = 0.0,
+        conv_bias: bool = True,
+        bias: bool = False,
+        scan_backend: str = "auto",
+    ) -> None:
+        d_inner = int(expand * d_model)
+        super().__init__(
+            d_inner,
+            2,
+            d_state=d_state,
+            dt_rank=resolve_dt_rank(dt_rank, d_model),
+            dt_min=dt_min,
+            dt_max=dt_max,
+            dt_init=dt_init,
+            dt_scale=dt_scale,
+            dt_init_floor=dt_init_floor,
+            scan_backend=scan_backend,
+        )
+        self.d_model = d_model
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(
+            d_inner,
+            d_inner,
+            kernel_size=_check_odd_kernel(d_conv),
+            padding=(d_conv - 1) // 2,
+            groups=d_inner,
+            bias=conv_bias,
+        )
+        with torch.no_grad():
+            bound = 1.0 / d_conv  # default init of the official d_conv × d_conv kernel (fan-in d_conv²)
+            self.conv1d.weight.uniform_(-bound, bound)
+            if self.conv1d.bias is not None:
+                self.conv1d.bias.uniform_(-bound, bound)
+        self.act = nn.SiLU()
+        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward_core(self, x: Tensor) -> Tensor:
+        """Scan forwards and backwards and add the two outputs (both in forward order).
+
+        Args:
+            x: Sequence after the convolution and SiLU, shape ``(batch, d_inner, L)``.
+
+        Returns:
+            ``y_fwd + flip(y_bwd)`` (float32), shape ``(batch, d_inner, L)``.
+        """
+        ys = self.scan_sequences(torch.stack([x, x.flip(-1)], dim=1))
+        return ys[:, 0] + ys[:, 1].flip(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the layer.
+
+        Args:
+            x: Region sequences, shape ``(batch, L, d_model)``.
+
+        Returns:
+            Shape ``(batch, L, d_model)``.
+        """
+        _check_sequence(x, self.d_model, "RSAL")
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x = self.act(self.conv1d(rearrange(x, "b l d -> b d l")))
+        y = rearrange(self.forward_core(x), "b d l -> b l d")
+        y = self.out_norm(y) * F.gelu(z)
+        return self.dropout(self.out_proj(y))
+
+    def extra_repr(self) -> str:
+        """Hyper-parameters shown by ``print(module)``."""
+        return (
+            f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, "
+            f"scan_backend={self.scan_backend!r}"
+        )
+
+
+class RSALBlock(nn.Module):
+    """``y = DropPath(RSAL(LayerNorm(x)))`` — no residual connection (official ACMamba code).
+
+    Args:
+        dim: Channels C.
+        drop_path: Stochastic-depth probability.
+        norm_eps: LayerNorm epsilon (official code: PyTorch's default 1e-5).
+        **rsal_kwargs: Passed to :class:`RSAL`.
+    """
+
+    def __init__(self, dim: int, drop_path: float = 0.0, norm_eps: float = 1e-5, **rsal_kwargs: Any) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(dim, eps=norm_eps)
+        self.rsal = RSAL(d_model=dim, **rsal_kwargs)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(batch, L, dim)`` to ``(batch, L, dim)``."""
+        return self.drop_path(self.rsal(self.ln(x)))
+
+
+class PatchEmbed(nn.Module):
+    """Per-region embedding: ``Linear(in_chans → dim)`` (a 1×1 convolution), GELU, LayerNorm.
+
+    Args:
+        in_chans: Input channels (spectral bands).
+        dim: Embedding channels.
+    """
+
+    def __init__(self, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.proj = nn.Linear(in_chans, dim)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``(batch, L, in_chans)`` to ``(batch, L, dim)``."""
+        return self.norm(self.act(self.proj(x)))
+
+
+class RSALNetwork(nn.Module):
+    """ACMamba's encoder: patch embedding and ``depth`` RSAL blocks on a sequence of regions.
+
+    Initialisation as in the official code: every ``nn.Linear`` of the blocks ``trunc_normal(std=0.02)`` with zero
+    bias, LayerNorms weight 1 / bias 0, the SSM parameters keep Mamba's init, and the patch embedding keeps
+    PyTorch's default (it is a 1×1 ``Conv2d`` upstream, which the truncated-normal rule does not touch).
+
+    Args:
+        in_chans: Input channels per region (spectral bands).
+        dim: Hidden channels.
+        depth: Number of RSAL blocks.
+        d_state: State size N.
+        drop_path_rate: Stochastic depth, increasing linearly from 0 to this value over the blocks.
+        **rsal_kwargs: Passed to every :class:`RSAL` (``expand``, ``d_conv``, ``scan_backend`` …).
+
+    Shapes:
+        ``forward``: ``(batch, L, in_chans)`` → ``(batch, L, dim)``.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        dim: int,
+        depth: int = 1,
+        d_state: int = 16,
+        drop_path_rate: float = 0.0,
+        **rsal_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.dim = dim
+        self.patch_embed = PatchEmbed(in_chans, dim)
+        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 0 else []
+        self.blocks = nn.ModuleList(RSALBlock(dim, drop_path=rate, d_state=d_state, **rsal_kwargs) for rate in rates)
+        self.apply(self._init_weights)
+        self.patch_embed.proj.reset_parameters()
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode region sequences.
+
+        Args:
+            x: Shape ``(batch, L, in_chans)``.
+
+        Returns:
+            Shape ``(batch, L, dim)``.
+        """
+        _check_sequence(x, self.in_chans, "RSALNetwork")
+        x = self.patch_embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
