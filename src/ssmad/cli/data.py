@@ -1,0 +1,139 @@
+"""``ssmad data``: data utilities — ``ssmad data synth mvtec|hsi`` writes synthetic data sets.
+
+``ssmad data synth mvtec --out DIR`` writes an MVTec-AD-style image set (texture photos and procedural textures
+with scratches, stains, holes, cut-paste patches and deformations, exact masks); ``ssmad data synth hsi --out
+DIR`` writes ABU-style hyperspectral ``.mat`` scenes built from real reflectance spectra. Both are deterministic
+by ``--seed`` and refuse a non-empty output folder unless ``--overwrite`` is given (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+
+from ..errors import InputError
+
+_MVTEC_CATEGORIES = ("brick", "grass", "gravel", "weave", "wood")
+_DEFECTS = ("scratch", "stain", "hole", "cutpaste", "deformation")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``data`` sub-command and its ``synth mvtec`` / ``synth hsi`` actions."""
+    p = sub.add_parser(
+        "data",
+        help="data utilities: generate synthetic data sets",
+        description="Data utilities. 'ssmad data synth mvtec --out DIR' writes an MVTec-AD-style image set with "
+        "exact defect masks; 'ssmad data synth hsi --out DIR' writes ABU-style hyperspectral .mat scenes. Both are "
+        "deterministic by --seed and refuse a non-empty output folder unless --overwrite is given.",
+    )
+    p.set_defaults(func=_help(p))
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION")
+    synth = actions.add_parser("synth", help="write a synthetic data set (mvtec images or hsi scenes)")
+    synth.set_defaults(func=_help(synth))
+    kinds = synth.add_subparsers(dest="synth_kind", metavar="KIND")
+
+    m = kinds.add_parser("mvtec", help="MVTec-AD-style texture images with defects and exact masks")
+    m.add_argument("--out", required=True, help="output folder (must be missing or empty)")
+    m.add_argument("--categories", nargs="+", default=list(_MVTEC_CATEGORIES), metavar="NAME",
+                   help=f"texture categories (default: all of {', '.join(_MVTEC_CATEGORIES)})")  # fmt: skip
+    m.add_argument("--defects", nargs="+", default=list(_DEFECTS), metavar="KIND",
+                   help=f"defect kinds (default: all of {', '.join(_DEFECTS)})")  # fmt: skip
+    m.add_argument("--image-size", type=int, default=256, help="image side in pixels (default 256)")
+    m.add_argument("--n-train", type=int, default=40, help="normal training images per category (default 40)")
+    m.add_argument("--n-test-good", type=int, default=10, help="normal test images per category (default 10)")
+    m.add_argument("--n-test-defect", type=int, default=4,
+                   help="test images per defect kind and category (default 4)")  # fmt: skip
+    m.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    m.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    m.set_defaults(func=run_mvtec)
+
+    h = kinds.add_parser("hsi", help="ABU-style hyperspectral .mat scenes with sub-pixel targets")
+    h.add_argument("--out", required=True, help="output folder (must be missing or empty)")
+    h.add_argument("--scenes", type=int, default=1, help="number of scenes (default 1)")
+    h.add_argument("--size", default="100x100", help="scene size HxW (default 100x100)")
+    h.add_argument("--bands", type=int, default=None, help="number of bands over 400–2450 nm (default 180)")
+    h.add_argument("--n-targets", type=int, default=8, help="targets per scene (default 8)")
+    h.add_argument("--target-fraction", type=float, default=None,
+                   help="exact fraction of target pixels (overrides --n-targets)")  # fmt: skip
+    h.add_argument("--target-abundance", type=float, nargs=2, default=(0.05, 0.3), metavar=("LOW", "HIGH"),
+                   help="range of the target mixing fraction (default 0.05 0.3)")  # fmt: skip
+    h.add_argument("--noise-sigma", type=float, default=0.01, help="Gaussian noise std (default 0.01)")
+    h.add_argument("--background", nargs="+", default=None, metavar="MATERIAL",
+                   help="background materials (default soil vegetation road roof)")  # fmt: skip
+    h.add_argument("--targets", nargs="+", default=None, metavar="MATERIAL",
+                   help="target materials (default metal paint)")  # fmt: skip
+    h.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    h.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    h.set_defaults(func=run_hsi)
+
+
+def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The ``func`` of a bare (sub-)command: print its help, exit code 2."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return show
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``"HxW"`` (or a single ``"N"`` for a square) into ``(H, W)``.
+
+    Raises:
+        InputError: Not of that form.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*", str(text))
+    if match is None:
+        raise InputError(f"cannot read the scene size {text!r}. Fix: write it as HxW, e.g. --size 100x100.")
+    h = int(match.group(1))
+    w = int(match.group(2)) if match.group(2) else h
+    return h, w
+
+
+def run_mvtec(args: argparse.Namespace) -> int:
+    """Write a synthetic MVTec-style image set and print what was written."""
+    from ..data.synthetic import make_mvtec_like
+
+    summary = make_mvtec_like(
+        args.out,
+        categories=args.categories,
+        n_train=args.n_train,
+        n_test_good=args.n_test_good,
+        n_test_defect=args.n_test_defect,
+        image_size=args.image_size,
+        defects=args.defects,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {summary['n_images']} images and {summary['n_masks']} masks to {summary['root']}")
+    for cat, counts in summary["counts"].items():
+        print(f"  {cat}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def run_hsi(args: argparse.Namespace) -> int:
+    """Write synthetic hyperspectral scenes and print what was written."""
+    from ..data.synthetic import write_hsi_scenes
+
+    h, w = parse_size(args.size)
+    kwargs = {
+        "h": h,
+        "w": w,
+        "bands": args.bands,
+        "n_targets": args.n_targets,
+        "target_fraction": args.target_fraction,
+        "target_abundance": tuple(args.target_abundance),
+        "noise_sigma": args.noise_sigma,
+    }
+    if args.background:
+        kwargs["background_materials"] = tuple(args.background)
+    if args.targets:
+        kwargs["target_materials"] = tuple(args.targets)
+    summary = write_hsi_scenes(args.out, n_scenes=args.scenes, seed=args.seed, overwrite=args.overwrite, **kwargs)
+    print(f"wrote {len(summary['files'])} scene(s) to {summary['root']}")
+    for scene in summary["scenes"]:
+        shape = "×".join(map(str, scene["shape"]))
+        print(f"  {scene['file']}: {shape}, {scene['anomaly_pixels']} anomaly pixels in {scene['targets']} targets")
+    return 0
