@@ -1,0 +1,92 @@
+"""Gradient surgery (PCGrad, Yu et al. 2020) over flattened gradients, as ACMamba's consensus learning uses it.
+
+For losses ``L_1 … L_K`` with full gradients ``g_k`` (all parameters flattened into one vector, zeros where a
+loss does not reach a parameter):
+
+1. for each ``i``, start from ``g_i`` and visit every ``g_j`` (the original, unprojected gradients, in a random
+   order); when ``g_i · g_j < 0`` (they conflict) remove the conflicting component:
+   ``g_i ← g_i − (g_i · g_j / ‖g_j‖²) g_j``;
+2. merge: on parameters that every loss reaches, the **mean** of the projected gradients; on the others, their
+   **sum** (so a parameter owned by one branch keeps that branch's full step).
+
+In ACMamba the decoder is shared (mean) while each encoder is reached by one loss only (sum). One optimiser step
+follows. The order of step 1 is drawn from the given generator, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["pcgrad_backward", "project_conflicting"]
+
+
+def project_conflicting(
+    grads: Sequence[Tensor], reached: Sequence[Tensor], generator: torch.Generator | None = None
+) -> Tensor:
+    """Project conflicting gradients and merge them.
+
+    Args:
+        grads: K flattened gradients, each ``(P,)``.
+        reached: K boolean masks ``(P,)``: which entries each loss reaches.
+        generator: CPU generator for the visiting order.
+
+    Returns:
+        Merged gradient ``(P,)``.
+    """
+    k = len(grads)
+    projected = []
+    for i in range(k):
+        g = grads[i].clone()
+        for j in torch.randperm(k, generator=generator).tolist():
+            gj = grads[j]
+            dot = torch.dot(g, gj)
+            if dot < 0:
+                g = g - dot / gj.dot(gj) * gj
+        projected.append(g)
+    stacked = torch.stack(projected)
+    shared = torch.stack(list(reached)).all(dim=0)
+    return torch.where(shared, stacked.mean(dim=0), stacked.sum(dim=0))
+
+
+def pcgrad_backward(
+    losses: Sequence[Tensor], params: Sequence[torch.nn.Parameter], generator: torch.Generator | None = None
+) -> None:
+    """Set ``p.grad`` of ``params`` to the PCGrad merge of the losses' gradients (replacing any old value).
+
+    Same result as :func:`project_conflicting` on the flattened gradients; since "reached" is a property of whole
+    parameters, the merge (mean on shared parameters, sum elsewhere) is applied as one per-entry scale.
+
+    Args:
+        losses: K scalar losses sharing one graph.
+        params: The parameters to update.
+        generator: CPU generator for the visiting order of the projections.
+    """
+    k = len(losses)
+    flats = []
+    hits = torch.zeros(len(params), dtype=torch.long)
+    for n, loss in enumerate(losses):
+        gs = torch.autograd.grad(loss, params, retain_graph=n < k - 1, allow_unused=True)
+        parts = [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, gs, strict=True)]
+        flats.append(torch.cat(parts))
+        hits += torch.tensor([g is not None for g in gs], dtype=torch.long)
+    projected = []
+    for i in range(k):
+        g = flats[i]
+        for j in torch.randperm(k, generator=generator).tolist():
+            gj = flats[j]
+            dot = torch.dot(g, gj)
+            if dot < 0:
+                g = g - dot / gj.dot(gj) * gj
+        projected.append(g)
+    merged = torch.stack(projected).sum(dim=0)
+    sizes = torch.tensor([p.numel() for p in params])
+    scale = torch.where(hits == k, 1.0 / k, 1.0).to(merged.dtype)
+    merged *= torch.repeat_interleave(scale, sizes).to(merged.device)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = merged[offset : offset + n].view_as(p)
+        offset += n
