@@ -1,0 +1,146 @@
+# Owned by the engine engineer (image runs); hyperspectral inputs are dispatched to ssmad.cli._hsi.run_hsi_predict.
+"""``ssmad predict``: score new images with a trained run, or hyperspectral cubes with a per-scene detector.
+
+Images (a run of ``ssmad train`` or a folder written by ``det.save``)::
+
+    ssmad predict --run results/mambaad/MVTecAD/all/latest --input new_images/ --out predictions/
+
+writes ``maps/<name>.npy`` (float32 anomaly map at the image's resolution), ``overlays/<name>.png`` (image |
+anomaly map | predicted mask) and ``scores.json`` (score, label and thresholds per image; unreadable files are
+listed under ``skipped`` instead of stopping the run). The training data is not needed. ``--input`` may be an
+image, a folder of images, or a ``.npy`` array batch ``(N, H, W, 3)``.
+
+Hyperspectral cubes (``.mat``, ENVI ``.hdr``, ``.npy``/``.npz`` cubes) with a transductive detector
+(``acmamba``, ``rx``, ``lrx``) go to the hyperspectral command path::
+
+    ssmad predict --model acmamba --input scene.mat --out maps/
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .train import add_dotted_overrides
+
+#: Models fitted per hyperspectral scene.
+HSI_MODELS: tuple[str, ...] = ("acmamba", "rx", "lrx")
+#: Suffixes that always mean a hyperspectral cube.
+CUBE_SUFFIXES: tuple[str, ...] = (".mat", ".hdr", ".img", ".raw", ".dat")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` sub-command."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="score new images with a trained run (maps, overlays, scores), or hyperspectral cubes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run", metavar="DIR", help="run folder of `ssmad train` (or a folder from det.save)")
+    parser.add_argument("--model", metavar="NAME", help="hyperspectral detector fitted per cube (acmamba, rx, lrx)")
+    parser.add_argument("--input", required=True, metavar="PATH", help="image, folder, .npy batch, or cube file")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--threshold", type=float, help="image threshold (and pixel threshold) override")
+    parser.add_argument("--pixel-threshold", type=float, help="pixel threshold override")
+    parser.add_argument("--no-maps", action="store_true", help="do not write maps/*.npy")
+    parser.add_argument("--no-overlays", action="store_true", help="do not write overlays/*.png")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="where to run (default auto)")
+    parser.add_argument("--gt", metavar="FILE", help="hyperspectral: ground-truth map for metrics (optional)")
+    add_dotted_overrides(parser, ("model",))
+    parser.set_defaults(func=run)
+
+
+def _run_model(run_dir: str) -> str | None:
+    from ..engine.checkpoint import read_json
+    from ..engine.runs import resolve_run
+
+    return str(read_json(resolve_run(run_dir) / "metadata.json").get("model") or "")
+
+
+def _is_cube_file(path: Path) -> bool:
+    if path.suffix.lower() in CUBE_SUFFIXES:
+        return True
+    if path.suffix.lower() in (".npy", ".npz") and path.is_file():
+        return not _is_image_batch(path)
+    return False
+
+
+def _is_image_batch(path: Path) -> bool:
+    """A ``.npy`` of shape ``(N, H, W, 3|1)`` / ``(N, H, W)`` with N images rather than a ``(H, W, B)`` cube."""
+    import numpy as np
+
+    if path.suffix.lower() != ".npy":
+        return False
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    return arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4))
+
+
+def is_hyperspectral(args: argparse.Namespace) -> bool:
+    """Whether this call belongs to the hyperspectral path."""
+    if args.run:
+        return _run_model(args.run) in HSI_MODELS
+    if args.model:
+        return args.model.lower() in HSI_MODELS
+    return _is_cube_file(Path(args.input))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``ssmad predict``."""
+    from ..errors import InputError
+
+    if is_hyperspectral(args):
+        try:
+            from ._hsi import run_hsi_predict
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}._hsi":
+                raise
+            raise InputError(
+                "hyperspectral prediction is not available in this build of ssmad (ssmad.cli._hsi is missing)."
+            ) from None
+        return int(run_hsi_predict(args) or 0)
+    if not args.run:
+        raise InputError(
+            f"ssmad predict on images needs a trained run: --run results/<model>/<dataset>/<category|all>/latest "
+            f"(got --input {args.input} without --run). For hyperspectral cubes pass --model acmamba|rx|lrx."
+        )
+    if args.overrides:
+        raise InputError("--model.* options apply to hyperspectral detectors only; an image run has its own config.")
+    return _predict_images(args)
+
+
+def _predict_images(args: argparse.Namespace) -> int:
+    from ..engine.runner import predict_run
+    from ..errors import InputError
+
+    source = Path(args.input)
+    if not source.exists():
+        raise InputError(f"the input {source} does not exist. Fix: pass an image file, a folder of images or a .npy.")
+    inputs: Any = source
+    if source.suffix.lower() == ".npy":
+        import numpy as np
+
+        try:
+            inputs = np.load(source, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise InputError(f"{source}: cannot read the array ({err}). Fix: save it with numpy.save.") from err
+    summary = predict_run(
+        args.run,
+        inputs,
+        args.out,
+        overwrite=args.overwrite,
+        threshold=args.threshold,
+        pixel_threshold=args.pixel_threshold,
+        save_maps=not args.no_maps,
+        overlays=not args.no_overlays,
+        device=args.device,
+    )
+    print(
+        f"scored {summary['n_images']} image(s): {summary['n_anomalous']} anomalous "
+        f"(threshold {summary['threshold']:.5g}); results in {args.out}/scores.json"
+    )
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])} unreadable input(s); see scores.json")
+    return 0

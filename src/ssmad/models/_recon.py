@@ -1,0 +1,181 @@
+"""Pieces shared by the feature-reconstruction detectors (MambaAD, RD4AD): anomaly maps, smoothing, losses.
+
+Both detectors compare the multi-scale features ``F_E^i`` of a frozen encoder with a decoder's reconstruction
+``F_D^i`` (``i`` = 1..3, strides 4/8/16):
+
+* **anomaly map** (spec A.8, RD4AD test): per scale ``a_i = 1 − cos(F_E^i, F_D^i)`` along channels, bilinearly
+  upsampled to the image size (``align_corners=True``), summed over scales and divided by a constant (MambaAD /
+  ADer: 9 = scales × Σ weights; RD4AD: 1), then smoothed per image with a Gaussian of σ = 4;
+* **image score**: the maximum of the smoothed map;
+* **losses**: ``lam · Σ_i mean((F_E^i − F_D^i)²)`` (MambaAD's ``L2Loss``, lam = 5), or the cosine of the whole
+  flattened map per sample, ``Σ_i mean_b(1 − cos(flat F_E^i, flat F_D^i))`` (RD4AD; ADer's ``CosLoss`` also
+  divides by the number of scales).
+
+:func:`gaussian_blur` reproduces ``scipy.ndimage.gaussian_filter(sigma, truncate=4.0, mode="reflect")`` in torch
+(same kernel radius ``int(truncate·σ + 0.5)``, same half-sample-symmetric borders, any map size), so smoothing runs
+batched on the model's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError, InputError
+
+__all__ = [
+    "LOSSES",
+    "check_divisible",
+    "check_loss_name",
+    "cosine_distance_maps",
+    "flat_cosine_loss",
+    "fused_anomaly_map",
+    "gaussian_blur",
+    "gaussian_kernel1d",
+    "image_scores",
+    "mse_loss",
+]
+
+LOSSES: tuple[str, ...] = ("mse", "cosine")
+
+
+def _check_pairs(enc: Sequence[Tensor], dec: Sequence[Tensor]) -> None:
+    if len(enc) != len(dec) or not enc:
+        raise InputError(f"expected matching lists of encoder and decoder features, got {len(enc)} and {len(dec)}")
+    for i, (a, b) in enumerate(zip(enc, dec, strict=True)):
+        if a.shape != b.shape:
+            raise InputError(f"scale {i}: encoder features {tuple(a.shape)} and decoder {tuple(b.shape)} differ")
+
+
+def cosine_distance_maps(enc: Sequence[Tensor], dec: Sequence[Tensor]) -> list[Tensor]:
+    """Per-scale ``1 − cos`` along channels.
+
+    Args:
+        enc: Encoder features, each ``(batch, C_i, h_i, w_i)``.
+        dec: Decoder features, same shapes.
+
+    Returns:
+        One ``(batch, 1, h_i, w_i)`` map per scale (float32).
+    """
+    _check_pairs(enc, dec)
+    return [
+        (1.0 - F.cosine_similarity(a.float(), b.float(), dim=1)).unsqueeze(1) for a, b in zip(enc, dec, strict=True)
+    ]
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0, *, device: torch.device | None = None) -> Tensor:
+    """Scipy's normalised 1-D Gaussian: taps ``x = −r..r`` with ``r = int(truncate·σ + 0.5)`` (float64)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    k = torch.exp(-0.5 * (x / float(sigma)) ** 2)
+    return k / k.sum()
+
+
+def _reflect_index(n: int, radius: int, device: torch.device) -> Tensor:
+    """Indices of a length-``n`` axis padded by ``radius`` with scipy's 'reflect' (``d c b a | a b c d``) rule."""
+    idx = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(idx >= n, 2 * n - 1 - idx, idx)
+
+
+def gaussian_blur(maps: Tensor, sigma: float = 4.0, truncate: float = 4.0) -> Tensor:
+    """Separable Gaussian smoothing of each 2-D map, equal to ``scipy.ndimage.gaussian_filter`` per map.
+
+    Args:
+        maps: Shape ``(..., H, W)``.
+        sigma: Standard deviation in pixels (0 returns the input).
+        truncate: Kernel half-width in standard deviations.
+
+    Returns:
+        Smoothed maps, same shape and dtype.
+    """
+    if sigma < 0:
+        raise ConfigError(f"Gaussian sigma must be ≥ 0, got {sigma}")
+    if sigma == 0:
+        return maps
+    shape = maps.shape
+    h, w = shape[-2:]
+    x = maps.reshape(-1, 1, h, w)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    k = gaussian_kernel1d(sigma, truncate, device=x.device).to(work)
+    r = (k.numel() - 1) // 2
+    x = x.to(work).index_select(2, _reflect_index(h, r, x.device))
+    x = F.conv2d(x, k.view(1, 1, -1, 1))
+    x = x.index_select(3, _reflect_index(w, r, x.device))
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    return x.reshape(shape).to(maps.dtype)
+
+
+def fused_anomaly_map(
+    enc: Sequence[Tensor],
+    dec: Sequence[Tensor],
+    out_size: tuple[int, int],
+    *,
+    divisor: float = 1.0,
+    sigma: float = 4.0,
+) -> Tensor:
+    """Sum of the upsampled per-scale cosine distances, divided by ``divisor``, smoothed with σ.
+
+    Args:
+        enc: Encoder features, each ``(batch, C_i, h_i, w_i)``.
+        dec: Decoder features, same shapes.
+        out_size: ``(H, W)`` of the map (the network's input size).
+        divisor: Constant the sum is divided by (MambaAD: 9).
+        sigma: Gaussian σ in pixels (0: no smoothing).
+
+    Returns:
+        ``(batch, 1, H, W)`` float32 maps, higher = more anomalous.
+    """
+    total = None
+    for a in cosine_distance_maps(enc, dec):
+        up = F.interpolate(a, size=tuple(out_size), mode="bilinear", align_corners=True)
+        total = up if total is None else total + up
+    assert total is not None
+    return gaussian_blur(total / divisor, sigma)
+
+
+def image_scores(maps: Tensor) -> Tensor:
+    """Image scores = maximum of each map; ``(batch, ...)`` → ``(batch,)``."""
+    return maps.flatten(1).amax(dim=1)
+
+
+def mse_loss(enc: Sequence[Tensor], dec: Sequence[Tensor], weight: float = 5.0) -> Tensor:
+    """``weight · Σ_i mean((F_E^i − F_D^i)²)`` (MambaAD's ``L2Loss``, lam = 5)."""
+    _check_pairs(enc, dec)
+    return weight * sum(F.mse_loss(b, a) for a, b in zip(enc, dec, strict=True))  # type: ignore[return-value]
+
+
+def flat_cosine_loss(
+    enc: Sequence[Tensor], dec: Sequence[Tensor], weight: float = 1.0, average: bool = False
+) -> Tensor:
+    """``weight · Σ_i mean_b(1 − cos(flat F_E^i, flat F_D^i))``, divided by the scale count when ``average``.
+
+    RD4AD's loss is ``average=False``; ADer's ``CosLoss`` (the selectable MambaAD alternative) is ``average=True``.
+    """
+    _check_pairs(enc, dec)
+    total = sum(
+        (1.0 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)).mean() for a, b in zip(enc, dec, strict=True)
+    )
+    if average:
+        total = total / len(enc)
+    return weight * total  # type: ignore[return-value]
+
+
+def check_loss_name(loss: str) -> str:
+    """Validate a loss name (``mse`` or ``cosine``)."""
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    return loss
+
+
+def check_divisible(size: Sequence[int], multiple: int, what: str) -> None:
+    """Raise :class:`InputError` unless both sides of ``size`` are positive multiples of ``multiple``."""
+    if any(s <= 0 or s % multiple for s in size):
+        near = [max(multiple, multiple * round(s / multiple)) for s in size]
+        raise InputError(
+            f"{what}: image size {tuple(size)} is not a multiple of {multiple} on both sides; the decoder upsamples "
+            f"the stride-{multiple} bottleneck back to strides 16/8/4, so resize the images to e.g. {tuple(near)} "
+            "(set image_size accordingly)."
+        )
