@@ -1,9 +1,15 @@
-"""``ssmad data``: data utilities — ``ssmad data synth mvtec|hsi`` writes synthetic data sets.
+"""``ssmad data``: data utilities — synthetic data sets (``synth mvtec|hsi``) and input validation (``check``).
 
 ``ssmad data synth mvtec --out DIR`` writes an MVTec-AD-style image set (texture photos and procedural textures
 with scratches, stains, holes, cut-paste patches and deformations, exact masks); ``ssmad data synth hsi --out
 DIR`` writes ABU-style hyperspectral ``.mat`` scenes built from real reflectance spectra. Both are deterministic
 by ``--seed`` and refuse a non-empty output folder unless ``--overwrite`` is given (exit code 2).
+
+``ssmad data check PATH`` reads what a training run or a hyperspectral prediction would read and reports what it
+found: for an image data set (MVTec AD / VisA trees, or the plain-folder layout with ``--normal-dir``) every image
+and mask is decoded and paired, and images that will be converted to 8-bit RGB (grayscale, RGBA, palette, 16-bit)
+are counted; for a cube file (``.mat``, ENVI ``.hdr``, ``.npy``/``.npz``) the cube is loaded and validated. A
+problem is reported as one message naming the file and the fix, with exit code 2.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -22,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``data`` sub-command and its ``synth mvtec`` / ``synth hsi`` actions."""
     p = sub.add_parser(
         "data",
-        help="data utilities: generate synthetic data sets",
+        help="data utilities: generate synthetic data sets, validate a data set or cube",
         description="Data utilities. 'ssmad data synth mvtec --out DIR' writes an MVTec-AD-style image set with "
         "exact defect masks; 'ssmad data synth hsi --out DIR' writes ABU-style hyperspectral .mat scenes. Both are "
-        "deterministic by --seed and refuse a non-empty output folder unless --overwrite is given.",
+        "deterministic by --seed and refuse a non-empty output folder unless --overwrite is given. 'ssmad data check "
+        "PATH' decodes a data set (or loads a cube) the way a run would and reports problems (exit code 2).",
     )
     p.set_defaults(func=_help(p))
     actions = p.add_subparsers(dest="data_command", metavar="ACTION")
@@ -66,6 +74,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     h.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     h.set_defaults(func=run_hsi)
+
+    c = actions.add_parser(
+        "check",
+        help="read and validate an image data set or a hyperspectral cube (exit 2 on a problem)",
+        description="Decode every image and mask of a data set (or load one cube) the way a run would, and report "
+        "what was found. Problems are reported as one message naming the file and the fix (exit code 2).",
+    )
+    c.add_argument("path", help="data set root, category folder, or cube file (.mat, .hdr, .npy, .npz)")
+    c.add_argument("--layout", default="auto", choices=("auto", "mvtec", "visa", "folder"), help="image layout")
+    c.add_argument("--categories", nargs="+", default=None, metavar="NAME", help="only these categories")
+    c.add_argument("--normal-dir", default=None, help="plain-folder layout: folder of normal images (under PATH)")
+    c.add_argument("--abnormal-dirs", nargs="+", default=(), metavar="DIR",
+                   help="plain-folder layout: folders of abnormal images")  # fmt: skip
+    c.add_argument("--mask-dirs", nargs="+", default=None, metavar="DIR", help="plain-folder layout: mask folders")
+    c.add_argument("--data-key", default=None, metavar="KEY", help="cube variable in .mat/.npz (default: data)")
+    c.add_argument("--gt-key", default=None, metavar="KEY", help="ground-truth variable (default: map)")
+    c.add_argument("--axes", default="HWB", metavar="HWB|BHW|...", help="axis order of the stored cube")
+    c.set_defaults(func=run_check)
 
 
 def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -136,4 +162,63 @@ def run_hsi(args: argparse.Namespace) -> int:
     for scene in summary["scenes"]:
         shape = "×".join(map(str, scene["shape"]))
         print(f"  {scene['file']}: {shape}, {scene['anomaly_pixels']} anomaly pixels in {scene['targets']} targets")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Validate a cube file or an image data set and print a summary (errors propagate as ``InputError``)."""
+    from ..data.hsi import CUBE_SUFFIXES
+
+    path = Path(args.path)
+    if path.is_file() and (path.suffix.lower() in CUBE_SUFFIXES or path.with_suffix(".hdr").is_file()):
+        return _check_cube(path, args)
+    if path.is_file():
+        raise InputError(
+            f"{path} is a file but not a cube ({', '.join(CUBE_SUFFIXES)}). Fix: pass the data set folder (it "
+            "should hold <category>/train/good) or a cube file."
+        )
+    return _check_images(path, args)
+
+
+def _check_cube(path: Path, args: argparse.Namespace) -> int:
+    from ..data.hsi import load_cube
+
+    cube, gt, wavelengths = load_cube(path, data_key=args.data_key, gt_key=args.gt_key, axes=args.axes)
+    h, w, b = cube.shape
+    print(f"{path}: cube {h}×{w} pixels × {b} bands (float32, min {cube.min():.4g}, max {cube.max():.4g})")
+    print(f"  ground truth: {'none' if gt is None else f'{int(gt.sum())} anomaly pixels'}")
+    if wavelengths is None:
+        print("  wavelengths: none")
+    else:
+        print(f"  wavelengths: {wavelengths[0]:.6g} – {wavelengths[-1]:.6g}")
+    return 0
+
+
+def _check_images(root: Path, args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from PIL import Image
+
+    from ..data.layout import discover, summarize
+
+    records = discover(
+        root,
+        args.layout,
+        categories=args.categories,
+        normal_dir=args.normal_dir,
+        abnormal_dirs=list(args.abnormal_dirs),
+        mask_dirs=args.mask_dirs,
+        check="full",  # decodes every image and mask, pairs sizes
+    )
+    modes: Counter[str] = Counter()
+    for r in records:
+        with Image.open(r.image_path) as img:
+            modes[img.mode] += 1
+    print(f"{root}: {len(records)} images, every image and mask decoded")
+    for cat, counts in summarize(records).items():
+        print(f"  {cat}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    converted = {m: n for m, n in sorted(modes.items()) if m != "RGB"}
+    if converted:
+        listing = ", ".join(f"{n} {m}" for m, n in converted.items())
+        print(f"  converted to 8-bit RGB when loaded: {listing}")
     return 0

@@ -91,7 +91,8 @@ def _describe(listing: Mapping[str, str]) -> str:
 def _missing_key(path: Path, key: str, role: str, listing: Mapping[str, str], arg: str) -> InputError:
     return InputError(
         f"{path} has no variable {key!r} for the {role}; it holds: {_describe(listing)}. "
-        f"Fix: name the right one with {arg}='<name>' (e.g. load_cube(path, {arg}=...))."
+        f"Fix: name the right one with {arg}='<name>' (e.g. load_cube(path, {arg}=...); on the command line "
+        f"--{arg.replace('_', '-')} NAME)."
     )
 
 
@@ -116,7 +117,7 @@ def _choose_keys(
                 f"{path} has no variable {DEFAULT_DATA_KEY!r} for the cube and "
                 f"{'no' if not three_d else 'more than one'} 3-D array to fall back on; it holds: "
                 f"{_describe(listing)}. Fix: name the cube with data_key='<name>' (and the ground truth with "
-                "gt_key='<name>')."
+                "gt_key='<name>'); on the command line --data-key NAME / --gt-key NAME."
             )
         dkey = three_d[0]
         logger.info("%s: no %r variable; using the only 3-D array %r as the cube", path, DEFAULT_DATA_KEY, dkey)

@@ -460,8 +460,8 @@ def discover_folder(
         check: ``none``, ``headers`` (default) or ``full``.
 
     Raises:
-        InputError: A missing or empty normal folder, a missing abnormal/mask folder, an abnormal image
-            without its mask, a mask of another size than its image, an unreadable file.
+        InputError: A missing or empty normal folder, a missing or empty abnormal folder, a missing mask folder, an
+            abnormal image without its mask, a mask of another size than its image, an unreadable file.
     """
     normal_dir = Path(normal_dir)
     normal = list_images(normal_dir)
@@ -493,6 +493,11 @@ def discover_folder(
     for i, adir in enumerate(abnormal):
         images = list_images(adir)
         defect = adir.name
+        if not images:
+            raise InputError(
+                f"the abnormal image folder {adir} holds no images (suffixes {', '.join(sorted(IMAGE_EXTENSIONS))}). "
+                "Fix: add the abnormal images, or leave the folder out of abnormal_dirs."
+            )
         if not masks:
             records += [ImageRecord(p, None, 1, category, defect, "test") for p in images]
             continue

@@ -42,7 +42,7 @@ from ..errors import InputError
 from . import _html
 from ._io import check_writable, png_bytes, write_text_atomic
 from .curves import plot_pro, plot_roc
-from .overlays import _check_range, as_map, as_rgb, colorize, global_range, overlay
+from .overlays import _check_range, as_map, as_mask, as_rgb, colorize, global_range, overlay
 from .tables import as_float, metric_columns, metric_rows
 
 logger = logging.getLogger(__name__)
@@ -342,6 +342,45 @@ def _plot_title(key: str) -> str:
     return " ".join(words)[:1].upper() + " ".join(words)[1:]
 
 
+def _pixel_curves(items: list[_Item], fpr_limit: float, max_points: int = 400) -> dict[str, dict[str, Any]]:
+    """Per-category pixel ROC and PRO curves from the records' maps and masks (streaming, bounded memory).
+
+    A record counts when it has an anomaly map and either a ground-truth mask of the map's shape or the label 0
+    (a normal image without a mask file: no defect pixel). Categories with a single pixel class are left out.
+
+    Returns:
+        ``{"pixel_roc": {category: curve}, "pixel_pro": {category: curve}}``; either may be empty.
+    """
+    from ..metrics.binned import BinnedPixelMetrics
+
+    roc: dict[str, Any] = {}
+    pro: dict[str, Any] = {}
+    skipped = 0
+    for c in dict.fromkeys(it.category for it in items):
+        acc = BinnedPixelMetrics(fpr_limit=fpr_limit)
+        for it in items:
+            if it.category != c or it.anomaly_map is None or (it.gt_mask is None and it.label != 0):
+                continue
+            try:
+                amap = _load_map(it.anomaly_map)
+                mask = np.zeros(amap.shape, bool) if it.gt_mask is None else as_mask(it.gt_mask)
+                if mask.shape != amap.shape:
+                    skipped += 1
+                    continue
+                acc.update(amap[None], mask[None])
+            except InputError as err:  # unreadable files, NaN maps: the pictures report them, curves skip them
+                logger.warning("report: %s left out of the pixel curves: %s", it.name, err)
+        r = acc.roc_curve(max_points=max_points)
+        if math.isfinite(r["auc"]):
+            roc[c] = r
+        p = acc.pro_curve(max_points=max_points)
+        if math.isfinite(p["aupro"]):
+            pro[c] = p
+    if skipped:
+        logger.info("report: %d map(s) differ in size from their mask and are not in the pixel curves", skipped)
+    return {"pixel_roc": roc, "pixel_pro": pro}
+
+
 def _curve_images(
     items: list[_Item], curves: Mapping[str, Mapping[str, Any]] | None, fpr_limit: float
 ) -> list[tuple[str, bytes]]:
@@ -354,6 +393,9 @@ def _curve_images(
             auto[c] = {"labels": [it.label for it in group], "scores": [it.score for it in group]}
     if auto and not (curves and "image_roc" in curves):
         plots["image_roc"] = auto
+    for key, by_cat in _pixel_curves(items, fpr_limit).items():
+        if by_cat and not (curves and key in curves):
+            plots[key] = by_cat
     plots.update(curves or {})
     out = []
     for key, by_cat in plots.items():
@@ -397,8 +439,9 @@ def write_report(
             ``metrics_version``).
         predictions: Prediction records (see the module docstring); may be empty for a metrics-only report.
         curves: Extra curve plots, ``{plot name: {category: curve}}``; a name containing ``pro`` is drawn with
-            :func:`~ssmad.viz.curves.plot_pro`, any other with :func:`~ssmad.viz.curves.plot_roc`. An image ROC
-            computed from the predictions is added unless a plot named ``image_roc`` is given.
+            :func:`~ssmad.viz.curves.plot_pro`, any other with :func:`~ssmad.viz.curves.plot_roc`. Curves computed
+            from the predictions are added unless a plot of that name is given: ``image_roc`` from the scores and
+            labels, ``pixel_roc`` and ``pixel_pro`` (streaming bins) from the maps whose masks have the same size.
         title: Page title.
         info: Extra lines for the header table (model, dataset, run folder, ...).
         overwrite: Replace an existing report; otherwise an existing file is left as it is.

@@ -400,3 +400,51 @@ def test_metrics_files_are_not_overwritten(tmp_path):
     assert (tmp_path / "metrics.csv").read_text() == "mine"
     write_metrics_files(tmp_path, make_metrics(), overwrite=True)
     assert (tmp_path / "metrics.csv").read_text().startswith("category,")
+
+
+def _full_size_predictions() -> list[dict]:
+    """Maps at the mask size (the engine's case), so the report can draw pixel curves."""
+    preds = make_predictions(n_per_category=6)
+    rng = np.random.default_rng(3)
+    for rec in preds:
+        rec["anomaly_map"] = rng.random(rec["gt_mask"].shape) * 0.6 + 0.5 * rec["gt_mask"]
+    return preds
+
+
+def test_pixel_curves_come_from_maps_and_masks_of_the_same_size(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from ssmad.metrics import aupro
+    from ssmad.viz.report import _items, _pixel_curves
+
+    preds = _full_size_predictions()
+    preds[0]["gt_mask"] = None  # a normal image without a mask file: all its pixels are normal
+    preds[1]["gt_mask"] = None  # an anomalous image without a mask: no pixel labels, left out
+    preds[2]["anomaly_map"] = preds[2]["anomaly_map"][:10]  # another size than its mask: left out
+    curves = _pixel_curves(_items(preds), fpr_limit=0.3)
+    assert set(curves["pixel_roc"]) == set(curves["pixel_pro"]) == set(CATEGORIES)
+    for cat in CATEGORIES:
+        used = [r for i, r in enumerate(preds) if r["category"] == cat and i not in (1, 2)]
+        maps = np.stack([r["anomaly_map"] for r in used])
+        masks = np.stack([np.zeros(maps.shape[1:], bool) if r["gt_mask"] is None else r["gt_mask"] for r in used])
+        roc, pro = curves["pixel_roc"][cat], curves["pixel_pro"][cat]
+        assert roc["auc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-3)
+        assert pro["aupro"] == pytest.approx(aupro(maps, masks), abs=1e-3)
+        assert roc["fpr"][0] == 0 and roc["fpr"][-1] == 1 and pro["fpr"][-1] == pytest.approx(0.3)
+
+    path = write_report(tmp_path, make_metrics(), preds)
+    parser, _ = parse(path)
+    plots = [img["alt"] for img in parser.images if img["figure"] != "True" and "scale" not in img["alt"]]
+    assert plots == ["Image ROC", "Pixel ROC", "Pixel PRO"]
+    for img in parser.images:
+        decode_png(img["src"])
+
+
+def test_no_pixel_curves_without_full_size_maps_or_when_given(report, tmp_path):
+    _, parser, _, _ = report  # the fixture's maps are half the mask size
+    assert not any(img["alt"].startswith("Pixel") for img in parser.images)
+    given = {"pixel_roc": {"bottle": {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.9, 1.0]}}}
+    path = write_report(tmp_path, make_metrics(), _full_size_predictions(), curves=given)
+    parser, _ = parse(path)
+    plots = [img["alt"] for img in parser.images if img["figure"] != "True" and "scale" not in img["alt"]]
+    assert plots == ["Image ROC", "Pixel PRO", "Pixel ROC"]  # the given ROC replaces the computed one
