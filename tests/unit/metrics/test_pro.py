@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction as F
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -63,6 +65,28 @@ def test_limit_falls_inside_a_tied_segment() -> None:
     assert curve["fpr"][-1] == pytest.approx(0.3)
     assert curve["pro"][-1] == pytest.approx(0.5)
     assert curve["aupro"] == pytest.approx(13 / 36, abs=1e-12)
+
+
+def test_three_regions_of_different_sizes_limit_inside_a_rising_segment() -> None:
+    # one row: A = 4 px (0.9, 0.9, 0.5, 0.4), B = 2 px (0.8, 0.3), C = 1 px (0.05, below every normal pixel);
+    # 8 normals (0.85, 0.6, 0.4, five at 0.1). (FPR, PRO) with PRO the mean over the 3 regions:
+    # (0, 1/6) → (1/8, 1/6) → (1/8, 1/3) → (1/4, 1/3) → (1/4, 5/12) → (3/8, 1/2) [0.4 is tied: A's last pixel and
+    # a normal]; the limit 0.3 falls inside the last, rising segment, at PRO 5/12 + 0.4 · 1/12 = 9/20.
+    row = [0.9, 0.9, 0.5, 0.4, 0.85, 0.8, 0.3, 0.6, 0.05, 0.4, 0.1, 0.1, 0.1, 0.1, 0.1]
+    gt = [1, 1, 1, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0]
+    maps, masks = np.array([[row]]), np.array([[gt]], bool)
+    area = F(1, 8) * F(1, 6) + F(1, 8) * F(1, 3) + F(1, 20) * (F(5, 12) + F(9, 20)) / 2
+    expected = float(area / F(3, 10))
+    assert aupro(maps, masks) == pytest.approx(expected, abs=1e-12)
+    assert slow_aupro(maps, masks) == pytest.approx(expected, abs=1e-12)
+    curve = pro_curve(maps, masks)
+    assert curve["pro"][-1] == pytest.approx(9 / 20, abs=1e-12)
+    # C is never detected below the limit: the same maps without C average over 2 regions instead
+    without_c = masks.copy()
+    without_c[0, 0, 8] = False
+    maps_c = maps.copy()
+    maps_c[0, 0, 8] = 0.0  # now a normal pixel below every threshold used up to FPR 3/8 (9 normals)
+    assert aupro(maps_c, without_c) > aupro(maps, masks)
 
 
 def test_regions_are_8_connected_within_an_image_only() -> None:
