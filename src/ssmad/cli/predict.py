@@ -50,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="where to run (default auto)")
     parser.add_argument("--gt", metavar="FILE", help="hyperspectral: ground-truth map for metrics (optional)")
     add_dotted_overrides(parser, ("model",))
+    try:
+        from ._hsi import add_hsi_arguments
+    except ModuleNotFoundError as err:  # a build without the hyperspectral path
+        if err.name != f"{__package__}._hsi":
+            raise
+    else:
+        add_hsi_arguments(parser)
     parser.set_defaults(func=run)
 
 
