@@ -21,10 +21,8 @@ def test_named_keys_reach_the_loader(tmp_path: Path) -> None:
     cube, gt = _scene()
     scipy.io.savemat(tmp_path / "s.mat", {"cube": cube, "truth": gt})
     out = tmp_path / "o"
-    code = main(
-        ["predict", "--model", "rx", "--input", str(tmp_path / "s.mat"), "--out", str(out)]
-        + ["--data-key", "cube", "--gt-key", "truth", "--compare", "none"]
-    )
+    args = ["predict", "--model", "rx", "--input", str(tmp_path / "s.mat"), "--out", str(out)]
+    code = main([*args, "--data-key", "cube", "--gt-key", "truth", "--compare", "none"])
     assert code == 0
     score = np.load(out / "s.npy")
     assert score.shape == gt.shape
