@@ -52,7 +52,12 @@ def set_deterministic(enabled: bool = True) -> None:
     """
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    # torch.use_deterministic_algorithms imports torch._inductor (several seconds on a CPU); skip it when the
+    # switch is already where it should be (the default "off" of every non-deterministic run)
+    if torch.are_deterministic_algorithms_enabled() != enabled or (
+        enabled and not torch.is_deterministic_algorithms_warn_only_enabled()
+    ):
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = False
     logger.debug("deterministic algorithms %s", "on" if enabled else "off")
