@@ -186,6 +186,7 @@ def train_network(
             net.train()
             t0 = time.perf_counter()
             losses: list[float] = []
+            lr_used = optimizer.param_groups[0]["lr"]
             for it, item in enumerate(loader, start=1):
                 if "image" not in item:  # every image of the batch was unreadable
                     continue
@@ -202,6 +203,7 @@ def train_network(
                 if cfg.clip_grad:
                     torch.nn.utils.clip_grad_norm_(params, float(cfg.clip_grad))
                 optimizer.step()
+                lr_used = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 iteration += 1
                 value = float(loss.detach())
@@ -213,7 +215,7 @@ def train_network(
             record: dict[str, Any] = {
                 "epoch": epoch,
                 "loss": sum(losses) / len(losses) if losses else float("nan"),
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": lr_used,  # the rate of the epoch's last step (the scheduler already points past it)
                 "seconds": time.perf_counter() - t0,
                 "iterations": len(losses),
             }

@@ -163,6 +163,7 @@ def test_training_loop_matches_hand_computed_adamw() -> None:
     assert lr == pytest.approx(0.08 * 4 / 16)
     history = train_network(net, ImageList(images), cfg, device=torch.device("cpu"))
     assert [r["iterations"] for r in history] == [1] * steps
+    assert [r["lr"] for r in history] == pytest.approx([lr] * 8 + [lr * 0.1] * 2)  # the rate each step used
     trained = {n: p.detach() for n, p in net.named_parameters() if p.requires_grad}
 
     def reference(**kw: object) -> dict[str, Tensor]:
