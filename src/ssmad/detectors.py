@@ -138,6 +138,20 @@ class ImageDetector:
     def _build_network(self, config: Any | None = None) -> nn.Module:
         return _import(self.network_path)(config if config is not None else self.config)
 
+    def check_network(self) -> None:
+        """Build the network once and discard it: configuration errors surface before any file is written.
+
+        Such errors are an unknown encoder, encoder weights of another architecture or missing pretrained weights.
+
+        The global random generators are left as they were, so a following :meth:`fit` starts from the same state.
+
+        Raises:
+            ConfigError: An invalid model option.
+            InputError: Unusable encoder weights.
+        """
+        with torch.random.fork_rng(devices=[]):
+            self._build_network()
+
     def _preprocessing_for(self, net: nn.Module) -> Any:
         from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 

@@ -18,6 +18,7 @@ written last and atomically, so a run killed while saving resumes from the previ
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -169,14 +170,25 @@ def environment() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
-    for name in ("numpy", "timm", "torchvision", "safetensors", "scipy", "sklearn", "skimage"):
+    # versions from the installed distributions' metadata: importing scikit-image or torchvision just to read a
+    # version string would cost seconds at the end of every run
+    for name, dist in (
+        ("numpy", "numpy"),
+        ("timm", "timm"),
+        ("torchvision", "torchvision"),
+        ("safetensors", "safetensors"),
+        ("scipy", "scipy"),
+        ("sklearn", "scikit-learn"),
+        ("skimage", "scikit-image"),
+    ):
         mod = sys.modules.get(name)
-        if mod is None:
-            try:
-                mod = __import__(name)
-            except ImportError:
-                continue
-        env[name] = getattr(mod, "__version__", "unknown")
+        if mod is not None and hasattr(mod, "__version__"):
+            env[name] = str(mod.__version__)
+            continue
+        try:
+            env[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
     if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
         env["gpu"] = torch.cuda.get_device_name(0)
     return env

@@ -194,6 +194,7 @@ def train_run(
         **config.model_options,
     )
     resolved = {**config.to_dict(), "model": {"name": config.model_name, **_model_dict(det)}}
+    det.check_network()  # an unknown encoder or foreign weights fail here, before a run folder is claimed
 
     if resume:
         run_dir = _resume_dir(config, dataset_name, category, resume)
