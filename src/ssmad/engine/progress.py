@@ -26,6 +26,19 @@ def format_eta(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
+def _interactive() -> bool:
+    """Whether the bar's console (rich's global console, which the command line's log handler shares) is a terminal.
+
+    The bar and the log lines go through the same console, so log messages appear above the bar instead of
+    breaking it; a redirected stdout (a file, a pipe, a CI log) gives plain log lines.
+    """
+    try:
+        from rich import get_console
+    except ImportError:  # pragma: no cover - rich is a core dependency
+        return sys.stdout.isatty()
+    return bool(get_console().is_terminal)
+
+
 class TrainProgress:
     """Report training progress.
 
@@ -35,7 +48,8 @@ class TrainProgress:
         start_iter: Iterations already done (a resumed run).
         enabled: Report at all.
         log_every: Iterations between log lines in plain mode (0: only at the end of epochs).
-        use_bar: Force the rich bar on (True) or off (False); ``None`` picks the bar when stderr is a terminal.
+        use_bar: Force the rich bar on (True) or off (False); ``None`` picks the bar when rich's console (stdout)
+            is a terminal.
     """
 
     def __init__(
@@ -54,7 +68,7 @@ class TrainProgress:
         self.start_done = int(start_iter)
         self.enabled = enabled
         self.log_every = int(log_every)
-        self.use_bar = enabled and (sys.stderr.isatty() if use_bar is None else use_bar)
+        self.use_bar = enabled and (_interactive() if use_bar is None else use_bar)
         self._t0 = time.perf_counter()
         self._bar: Any = None
         self._task: Any = None

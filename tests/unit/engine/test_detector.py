@@ -164,3 +164,15 @@ def test_unreadable_input_stops_or_is_skipped(fitted: TinyDetector, tmp_path: Pa
     preds = fitted.predict_maps(inputs, skipped=skipped)
     assert [p.image_path for p in preds] == [str(good[0]), str(good[1])]
     assert len(skipped) == 1 and "broken.png" in skipped[0]
+
+
+@pytest.mark.slow  # builds the full-size network: 3–9 s on two shared cores
+def test_mambaad_resnet34_256_has_the_papers_parameter_count() -> None:
+    """Spec A.13: 25.62–25.65 M parameters (paper: 25.7 M); 8.17 M of them in the frozen encoder."""
+    import ssmad
+
+    net = ssmad.create_model("mambaad", encoder="resnet34", pretrained=False, image_size=256)._build_network()
+    total = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert 25.6e6 <= total <= 25.7e6
+    assert 17.40e6 <= trainable <= 17.50e6  # MFF_OCE 1.458 M + decoder 15.987 M
