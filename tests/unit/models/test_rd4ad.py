@@ -113,7 +113,7 @@ def test_wide_resnet_layout_and_count():
 
 def test_encoder_frozen_and_loss_decreases():
     torch.manual_seed(0)
-    net = RD4AD(small())
+    net = RD4AD(small(encoder="tf_efficientnet_lite0"))
     net.train()
     assert not net.encoder.training and net.ocbe.training and net.decoder.training
     before = {k: v.clone() for k, v in net.encoder.state_dict().items()}
