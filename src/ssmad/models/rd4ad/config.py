@@ -144,4 +144,5 @@ class RD4ADConfig:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ConfigError(f"rd4ad: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)

@@ -141,12 +141,12 @@ class OCBE(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         block_cls = Bottleneck if layout.block == "bottleneck" else BasicBlock
         planes = _check_planes(out_dim, layout.block, "the OCBE output (2 × the stride-16 channels)")
-        width = {"base_width": layout.base_width} if layout.block == "bottleneck" else {}
+        width = layout.base_width if layout.block == "bottleneck" else 64  # timm's BasicBlock accepts only 64
         downsample = nn.Sequential(
             nn.Conv2d(3 * c16, out_dim, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(out_dim)
         )
-        blocks = [block_cls(3 * c16, planes, stride=2, downsample=downsample, **width)]
-        blocks += [block_cls(out_dim, planes, **width) for _ in range(layout.oce_blocks - 1)]
+        blocks = [block_cls(3 * c16, planes, stride=2, downsample=downsample, base_width=width)]
+        blocks += [block_cls(out_dim, planes, base_width=width) for _ in range(layout.oce_blocks - 1)]
         self.bn_layer = nn.Sequential(*blocks)
         _init_resnet_(self)
 
@@ -239,6 +239,7 @@ class ReverseDecoder(nn.Module):
         super().__init__()
         c4, c8, c16 = (int(c) for c in channels)
         inplanes = int(in_dim)
+        stages: list[nn.Sequential] = []
         for i, (out, n) in enumerate(zip((c16, c8, c4), layout.decoder_layers, strict=True), start=1):
             planes = _check_planes(out, layout.block, f"the stride-{(32 >> i)} encoder stage")
             upsample = nn.Sequential(_deconv2x2(inplanes, out), nn.BatchNorm2d(out))
@@ -248,8 +249,9 @@ class ReverseDecoder(nn.Module):
             else:
                 blocks = [DeBasicBlock(inplanes, planes, 2, upsample)]
                 blocks += [DeBasicBlock(out, planes) for _ in range(n - 1)]
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+            stages.append(nn.Sequential(*blocks))
             inplanes = out
+        self.layer1, self.layer2, self.layer3 = stages
         _init_resnet_(self)
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -332,7 +334,7 @@ class RD4AD(nn.Module):
     def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Anomaly maps ``(B, H, W)`` at the input size and image scores ``(B,)`` (max of each map)."""
         enc, dec = self(images)
-        maps = self.anomaly_map(enc, dec, tuple(images.shape[-2:]))[:, 0]
+        maps = self.anomaly_map(enc, dec, (images.shape[-2], images.shape[-1]))[:, 0]
         return maps, image_scores(maps)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
