@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .engine.runs import plain_data
 from .errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -55,19 +56,6 @@ FORMAT_VERSION = 1
 def _import(path: str) -> Any:
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
-
-
-def _plain(value: Any) -> Any:
-    """JSON/YAML-friendly copy (tuples → lists, paths → str)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _section(cls: type, value: Any, name: str) -> Any:
@@ -455,9 +443,9 @@ class ImageDetector:
             "model": self.model_name,
             "format": FORMAT_VERSION,
             "checkpoint_format": CHECKPOINT_FORMAT,
-            "config": _plain(dataclasses.asdict(self.config)),
-            "trainer": _plain(dataclasses.asdict(self.trainer)),
-            "threshold_config": _plain(dataclasses.asdict(self.threshold)),
+            "config": plain_data(dataclasses.asdict(self.config)),
+            "trainer": plain_data(dataclasses.asdict(self.trainer)),
+            "threshold_config": plain_data(dataclasses.asdict(self.threshold)),
             "preprocessing": self.preprocessing_.to_dict(),
             "threshold": {"image": self.threshold_, "pixel": self.pixel_threshold_, "how": self.threshold_info_},
             "metrics_definition": self.metrics_definition,
@@ -507,7 +495,7 @@ class ImageDetector:
         save_state_dict(
             self.net_, folder / "model.safetensors", metadata={"model": self.model_name}, overwrite=overwrite
         )
-        atomic_write_yaml(folder / "config.yaml", _plain(cfg), overwrite=overwrite)
+        atomic_write_yaml(folder / "config.yaml", plain_data(cfg), overwrite=overwrite)
         atomic_write_json(folder / "metadata.json", meta, overwrite=overwrite)
         return folder
 

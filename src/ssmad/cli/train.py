@@ -150,9 +150,9 @@ def check_model_options(config: Any, source: str) -> dict[str, Any]:
         model_cfg = cls._make_config(config.model_options)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from err
-    from ..detectors import _plain
+    from ..engine.runs import plain_data
 
-    return {"name": config.model_name, **_plain(dataclasses.asdict(model_cfg))}
+    return {"name": config.model_name, **plain_data(dataclasses.asdict(model_cfg))}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -248,9 +248,9 @@ def train_run(
 
 
 def _model_dict(det: Any) -> dict[str, Any]:
-    from ..detectors import _plain
+    from ..engine.runs import plain_data
 
-    return _plain(dataclasses.asdict(det.config))
+    return plain_data(dataclasses.asdict(det.config))
 
 
 def _finish(det: Any, run_dir: Path, resolved: Mapping[str, Any]) -> None:

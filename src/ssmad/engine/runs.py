@@ -24,9 +24,11 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from ..errors import InputError
@@ -41,6 +43,7 @@ __all__ = [
     "atomic_write_yaml",
     "create_run_dir",
     "list_versions",
+    "plain_data",
     "resolve_run",
     "run_parent",
     "safe_name",
@@ -94,6 +97,19 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = False
 def atomic_write_text(path: str | Path, text: str, *, overwrite: bool = False) -> Path:
     """UTF-8 text through :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def plain_data(value: Any) -> Any:
+    """JSON/YAML-friendly copy of ``value``: mappings with str keys, tuples → lists, paths → str, numpy → Python."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [plain_data(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def atomic_write_json(path: str | Path, data: Any, *, overwrite: bool = False) -> Path:
