@@ -392,7 +392,7 @@ def _run_jobs(
                     )  # fmt: skip
                     bar.update(iters, visible=False)
                 last = results[-1]
-                if last.error:
+                if last.error and len(scenes) * len(models) > 1:  # a lone job's error is raised by the caller
                     logger.warning("%s · %s failed: %s", path.name, model, last.error)
                 bar.advance(jobs)
     return results

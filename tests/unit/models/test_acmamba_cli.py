@@ -155,3 +155,89 @@ def test_through_the_command_line_exit_codes(tmp_path: Path) -> None:
     unknown = main(["predict", "--model", "acmamba", "--input", str(tmp_path / "s.mat"), "--out", str(tmp_path / "o3"),
                     "--model.no_such_option", "1"])  # fmt: skip
     assert unknown == 2
+
+
+def _bad_scenes() -> dict[str, dict[str, np.ndarray]]:
+    """One ``.mat`` payload per kind of bad input (ABU keys ``data``/``map`` unless the keys are the fault)."""
+    cube, gt = _scene(20, 24, 6, 8)
+    nan, inf = cube.astype(np.float64), cube.astype(np.float64)
+    nan[2, 3, 1] = np.nan
+    inf[4, 5, 0] = -np.inf
+    return {
+        "nan": {"data": nan, "map": gt},
+        "inf": {"data": inf, "map": gt},
+        "flat": {"data": cube[..., 0], "map": gt},
+        "one_band": {"data": cube[..., :1], "map": gt},
+        "gt_size": {"data": cube, "map": np.zeros((20, 23), np.uint8)},
+        "fewer_pixels_than_psi": {"data": cube[:6, :6], "map": gt[:6, :6]},  # 36 < psi = 40
+        "wrong_keys": {"spectra": cube[..., 0], "labels": gt},  # no 'data' and no 3-D array to fall back on
+    }
+
+
+BAD_MESSAGES = {
+    "nan": "NaN",
+    "inf": "Inf",
+    "flat": "3-D",
+    "one_band": "one band",
+    "gt_size": "20, 23",
+    "fewer_pixels_than_psi": "fewer than the 40 pixels",
+    "wrong_keys": "no variable 'data'",
+}
+MAIN_TINY = ["--device", "cpu", "--model.iterations", "2", "--model.hidden_dim", "8", "--model.psi", "40"]
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MESSAGES))
+def test_bad_input_exits_2_through_main(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ssmad.cli.main import main
+
+    scipy.io.savemat(tmp_path / f"{kind}.mat", _bad_scenes()[kind])
+    out = tmp_path / "o"
+    src = tmp_path / f"{kind}.mat"
+    code = main(["predict", "--model", "acmamba", "--input", str(src), "--out", str(out), *MAIN_TINY])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert BAD_MESSAGES[kind] in err and f"{kind}.mat" in err
+    assert not (out / f"{kind}.npy").exists()
+
+
+def test_wrong_data_key_exits_2_through_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ssmad.cli.main import main
+
+    cube, gt = _scene(20, 24, 6, 9)
+    scipy.io.savemat(tmp_path / "s.mat", {"data": cube, "map": gt})
+    argv = ["predict", "--model", "acmamba", "--input", str(tmp_path / "s.mat"), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--data-key", "cube", *MAIN_TINY]) == 2
+    assert "no variable 'cube'" in capsys.readouterr().err
+
+
+def test_folder_of_bad_scenes_keeps_the_good_ones_through_main(tmp_path: Path) -> None:
+    """Every kind of bad scene in one job list: each is reported, the two good scenes are scored and summarised."""
+    from ssmad.cli.main import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for kind, payload in _bad_scenes().items():
+        scipy.io.savemat(folder / f"{kind}.mat", payload)
+    good = {"a_good": _scene(20, 24, 6, 10), "z_good": _scene(21, 19, 7, 11)}
+    for name, (cube, gt) in good.items():
+        scipy.io.savemat(folder / f"{name}.mat", {"data": cube, "map": gt})
+    out = tmp_path / "o"
+    argv = ["predict", "--model", "acmamba", "--compare", "rx", "--input", str(folder), "--out", str(out)]
+    code = main([*argv, *MAIN_TINY])
+    assert code == 2
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {(r["scene"], r["model"]): r for r in summary["scenes"]}
+    assert len(rows) == 2 * (len(BAD_MESSAGES) + 2)
+    for kind, message in BAD_MESSAGES.items():
+        assert message in rows[(kind, "acmamba")]["error"]
+        if kind == "fewer_pixels_than_psi":  # a limit of ACMamba's regions only: RX scores the small scene
+            assert rows[(kind, "rx")]["error"] is None and np.load(out / "rx" / f"{kind}.npy").shape == (6, 6)
+        else:
+            assert message in rows[(kind, "rx")]["error"]
+    for name, (_cube, gt) in good.items():
+        assert rows[(name, "acmamba")]["error"] is None and rows[(name, "rx")]["error"] is None
+        amap = np.load(out / f"{name}.npy")
+        assert amap.shape == gt.shape and np.isfinite(amap).all()
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["metrics"]["AUC_DF"] == pytest.approx(roc_auc_score(gt.ravel(), amap.ravel()), abs=1e-9)
+    assert summary["mean"]["acmamba"]["scenes"] == 2 and summary["mean"]["rx"]["scenes"] == 3
