@@ -104,6 +104,14 @@ def test_training_records_losses_and_masks() -> None:
     assert 1 <= many.masked_history_[1] <= n // 2  # drawn with replacement: duplicates collapse
 
 
+def test_one_region_scene_is_never_fully_masked() -> None:
+    """150 ≤ H·W < 300 pixels give one SLIC region at ψ = 150; masking it would leave no background to learn."""
+    cube, _ = make_scene(12, 13, 5, seed=10)
+    det = ssmad.create_model("acmamba", **{**FAST, "psi": 150.0}).fit(cube)
+    assert det.n_regions_ == 1 and (det.masked_history_ == 0).all()
+    assert det.decision_scores_.shape == (12, 13) and np.isfinite(det.decision_scores_).all()
+
+
 def test_ablation_switches() -> None:
     cube, _ = make_scene(20, 15, 6, seed=5)
     single = ssmad.create_model("acmamba", **FAST, dual_encoder=False).fit(cube)

@@ -49,7 +49,8 @@ class ACMambaConfig:
         weight_decay: AdamW weight decay (applied to every parameter, as upstream).
         sample_scale: Representative samples ``μ + sample_scale·u·σ``, ``u ~ U(−1, 1)``.
         mask_ratio: Share of regions masked per iteration by difficulty-aware masking.
-        mask_min_regions: Lower bound on the masked-region count (1 = default fix, 0 = official rule).
+        mask_min_regions: Lower bound on the masked-region count (1 = default fix, 0 = official rule); the count
+            never exceeds ``N_r − 1``, so a one-region scene is not masked.
         training: ``"region"`` (ACMamba) or ``"pixel"`` (ablation).
         dual_encoder: Two encoders + shared decoder (consensus learning); ``False`` = one encoder.
         gradient_surgery: PCGrad on the two losses; ``False`` = plain sum.

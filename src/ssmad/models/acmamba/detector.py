@@ -151,10 +151,15 @@ class ACMambaDetector(HyperspectralDetector):
         return net.to(device)
 
     def _mask_count(self, n_regions: int) -> int:
+        """Regions drawn per mask: ``max(mask_min_regions, floor(mask_ratio · N_r))``, at most ``N_r − 1``.
+
+        The cap keeps one region unmasked: masking every region (a one-region scene with the default minimum of one)
+        would train both branches towards zeros, with no background left to learn.
+        """
         cfg = self.config
         if not cfg.masking:
             return 0
-        return min(n_regions, max(cfg.mask_min_regions, math.floor(cfg.mask_ratio * n_regions)))
+        return max(0, min(n_regions - 1, max(cfg.mask_min_regions, math.floor(cfg.mask_ratio * n_regions))))
 
     def _train(self, stats: RegionStats, device: torch.device) -> None:
         """Consensus learning with PCGrad and difficulty-aware masking on the region bank (spec C.4, C.5)."""
