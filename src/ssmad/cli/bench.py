@@ -16,6 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--no-peer", action="store_true", help="skip the mambapy peer")
     scan.add_argument("--json", default=None, help="also write the table as JSON to this file")
     scan.set_defaults(func=_run_scan)
+    mad = targets.add_parser(
+        "mambaad", help="MambaAD vs RD4AD: train step, images/s, FLOPs, efficiency ratio (decoder cost per FLOP)"
+    )
+    mad.add_argument("--batch", type=int, default=8, help="images per batch (default 8)")
+    mad.add_argument("--size", type=int, default=256, help="square input size, a multiple of 32 (default 256)")
+    mad.add_argument("--encoder", default="resnet34", help="timm encoder shared by both models (default resnet34)")
+    mad.add_argument("--repeats", type=int, default=2, help="timed inference rounds after a warm-up (min is kept)")
+    mad.add_argument("--train-repeats", type=int, default=1, help="timed training-step rounds (0: skip training)")
+    mad.add_argument("--models", default="mambaad,rd4ad", help="comma-separated models (default mambaad,rd4ad)")
+    mad.add_argument("--json", default=None, help="also write the report to this new JSON file")
+    mad.set_defaults(func=_run_mambaad)
 
 
 def _run_scan(args: argparse.Namespace) -> int:
@@ -26,6 +37,21 @@ def _run_scan(args: argparse.Namespace) -> int:
         backends=args.backends.split(",") if args.backends else None,
         repeats=args.repeats,
         peer=not args.no_peer,
+        json_path=args.json,
+    )
+    return 0
+
+
+def _run_mambaad(args: argparse.Namespace) -> int:
+    from ..bench.mambaad import run_mambaad_benchmark
+
+    run_mambaad_benchmark(
+        batch=args.batch,
+        size=args.size,
+        encoder=args.encoder,
+        repeats=args.repeats,
+        train_repeats=args.train_repeats,
+        models=[m for m in args.models.split(",") if m],
         json_path=args.json,
     )
     return 0

@@ -116,20 +116,29 @@ class DirectionalSSM(nn.Module):
         k = xs.shape[1]
         # the recurrence runs in float32 (float64 stays float64, e.g. for gradcheck), whatever autocast chose
         dtype = torch.float64 if xs.dtype == torch.float64 else torch.float32
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        # Both projections are batched matmuls over the K directions, (K, ·, ·) @ (batch, K, ·, L): the K sequences
+        # keep their layout (no permuted copy of the large (batch, K, d, L) tensor) and the step sizes come out
+        # contiguous, ready for the scan. Reference: x_dbl[b, k] = x_proj_weight[k] @ xs[b, k] and
+        # delta[b, k] = dt_projs_weight[k] @ x_dbl[b, k, :R] + dt_projs_bias[k].
+        x_dbl = torch.matmul(self.x_proj_weight, xs)  # (batch, K, R + 2N, L)
         dts, bs, cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        delta = torch.matmul(self.dt_projs_weight, dts).to(dtype)  # (batch, K, d, L)
+        # The bias (and, without autograd, the softplus) are applied in place on that fresh matmul output instead of
+        # inside the scan, which would allocate two more tensors of the size of the K sequences.
+        delta = delta.add_(self.dt_projs_bias.to(dtype).unsqueeze(-1))
+        softplus_in_scan = torch.is_grad_enabled() and delta.requires_grad
+        if not softplus_in_scan:
+            torch.ops.aten.softplus.out(delta, 1, 20, out=delta)  # F.softplus(delta), written over its input
         out = cast(
             Tensor,
             selective_scan(
                 rearrange(xs, "b k d l -> b (k d) l").to(dtype),
-                rearrange(dts, "b k d l -> b (k d) l").to(dtype),
+                rearrange(delta, "b k d l -> b (k d) l"),
                 -torch.exp(self.A_logs.to(dtype)),
                 bs.to(dtype).contiguous(),
                 cs.to(dtype).contiguous(),
                 self.Ds.to(dtype),
-                delta_bias=self.dt_projs_bias.to(dtype).reshape(-1),
-                delta_softplus=True,
+                delta_softplus=softplus_in_scan,
                 backend=self.scan_backend,
             ),
         )

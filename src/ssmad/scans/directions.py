@@ -32,6 +32,7 @@ lands back in raster order as ``y_k = seq_out_k[..., inverse[k]]``. The K raster
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import numpy as np
 import torch
@@ -147,8 +148,71 @@ def direction_tables(
     )
 
 
+def _gather(x: Tensor, index: Tensor) -> Tensor:
+    batch, dim, length = x.shape
+    k = index.shape[0]
+    source = x.unsqueeze(1).expand(batch, k, dim, length)
+    return torch.gather(source, 3, index[None, :, None, :].expand(batch, k, dim, length))
+
+
+def _merge(y: Tensor, inverse: Tensor) -> Tensor:
+    # Same sums as torch.gather(y, 3, inverse[None, :, None, :].expand_as(y)).sum(dim=1), one direction at a time,
+    # without materialising the gathered (batch, K, D, L) tensor.
+    batch, k, dim, length = y.shape
+    out = torch.gather(y[:, 0], 2, inverse[0].expand(batch, dim, length))
+    for i in range(1, k):
+        out = out + torch.gather(y[:, i], 2, inverse[i].expand(batch, dim, length))
+    return out
+
+
+def _invert(table: Tensor) -> Tensor:
+    """Row-wise inverse permutation of a ``(K, L)`` table."""
+    positions = torch.arange(table.shape[1], device=table.device).expand_as(table)
+    return torch.empty_like(table).scatter_(1, table, positions)
+
+
+class _GatherDirections(torch.autograd.Function):
+    """Gather with its adjoint as backward: a merge with the inverse tables.
+
+    Autograd's own backward of the gather would scatter-add into a zero tensor of the expanded
+    ``(batch, K, D, L)`` source and then sum it over K.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index)
+        return _gather(x, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        return merge_directions(grad, _invert(index)), None
+
+
+class _MergeDirections(torch.autograd.Function):
+    """Merge with its adjoint as backward: a gather with the forward tables.
+
+    Autograd's own backward would build one zero ``(batch, K, D, L)`` tensor per direction (one per ``y[:, k]``)
+    and add them up.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, inverse: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(inverse)
+        return _merge(y, inverse)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None]:  # type: ignore[override]
+        (inverse,) = ctx.saved_tensors
+        return gather_directions(grad, _invert(inverse)), None
+
+
 def gather_directions(x: Tensor, index: Tensor) -> Tensor:
     """Read a raster-flattened map along the K directions.
+
+    ``seqs[b, k, d, j] = x[b, d, index[k, j]]``. The backward is the adjoint map, :func:`merge_directions` with the
+    inverse tables, so every row of ``index`` must be a permutation of ``0 … L - 1`` (as :func:`direction_tables`
+    makes them).
 
     Args:
         x: Channels-first flattened map, shape ``(batch, D, L)``.
@@ -157,14 +221,14 @@ def gather_directions(x: Tensor, index: Tensor) -> Tensor:
     Returns:
         The K sequences, shape ``(batch, K, D, L)``.
     """
-    batch, dim, length = x.shape
-    k = index.shape[0]
-    source = x.unsqueeze(1).expand(batch, k, dim, length)
-    return torch.gather(source, 3, index[None, :, None, :].expand(batch, k, dim, length))
+    return cast(Tensor, _GatherDirections.apply(x, index))
 
 
 def merge_directions(y: Tensor, inverse: Tensor) -> Tensor:
     """Put every direction's output back in raster order and sum over the directions.
+
+    ``out[b, d, p] = Σ_k y[b, k, d, inverse[k, p]]``. The backward is the adjoint map, :func:`gather_directions`
+    with the forward tables (rows of ``inverse`` must be permutations, as :func:`direction_tables` makes them).
 
     Args:
         y: Per-direction sequence outputs, shape ``(batch, K, D, L)``.
@@ -173,5 +237,4 @@ def merge_directions(y: Tensor, inverse: Tensor) -> Tensor:
     Returns:
         Sum of the K raster-ordered outputs, shape ``(batch, D, L)``.
     """
-    batch, k, dim, length = y.shape
-    return torch.gather(y, 3, inverse[None, :, None, :].expand(batch, k, dim, length)).sum(dim=1)
+    return cast(Tensor, _MergeDirections.apply(y, inverse))

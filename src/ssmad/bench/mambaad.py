@@ -1,0 +1,398 @@
+"""MambaAD vs RD4AD benchmark: training step, inference images/s, FLOPs and the decoder's efficiency ratio.
+
+Both models are built multi-class, on ONE shared encoder instance (same architecture, same weights), and measured
+side by side in one run, their calls interleaved (encoder, MambaAD, RD4AD, encoder, …) so that a change in the
+machine's load touches all of them alike:
+
+* **inference**: ``model(images)`` (encoder + decoder features, no grad, eval mode), seconds per batch and images/s;
+  the encoder alone is timed the same way;
+* **training step**: forward, the model's own loss, ``backward`` and one AdamW step on the trainable parameters
+  (train mode, the frozen encoder stays in eval mode);
+* **FLOPs** of one forward: :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, 2 FLOPs
+  per multiply-add) plus ``9 · batch · D · L · N`` for every selective-scan call, which the counter cannot see (our
+  scans are compiled kernels). The scan calls are recorded while counting by :func:`record_scans`;
+* **efficiency ratio** of inference::
+
+      (model forward time / encoder-only forward time) ÷ (model FLOPs / encoder FLOPs)
+
+  1.0 means the model's extra FLOPs cost as much per FLOP as the encoder's convolutions; a large ratio means the
+  decoder (and its scans) costs far more than its FLOPs say.
+
+Times are the minimum over the timed rounds. Before them every function runs once on a single image: a warm-up
+for thread pools, the compiled scan kernel and the optimiser's state at an eighth of the cost of a round. The
+machine's matmul rate (as in ``ssmad bench scan``) and the load average before and after the run are printed with
+the table, because a shared machine slows every figure, and slows many small operations more than a few large ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import ConfigError, InputError
+from ..ssm import interface as _scan_interface
+from .scan import MachineLimits, measure_machine
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MODELS",
+    "SCAN_FLOPS_PER_UPDATE",
+    "BenchReport",
+    "FlopCount",
+    "ModelFigures",
+    "ScanCall",
+    "count_flops",
+    "efficiency_ratio",
+    "format_report",
+    "record_scans",
+    "run_mambaad_benchmark",
+]
+
+#: FLOPs charged per state update ``(b, d, l, n)`` of a selective scan (the issue's convention).
+SCAN_FLOPS_PER_UPDATE = 9
+
+#: Models the benchmark can build.
+MODELS: tuple[str, ...] = ("mambaad", "rd4ad")
+
+
+@dataclass(frozen=True)
+class ScanCall:
+    """Shape of one selective-scan call: ``u`` is ``(batch, dim, length)`` and the state size is ``dstate``."""
+
+    batch: int
+    dim: int
+    length: int
+    dstate: int
+
+    @property
+    def flops(self) -> int:
+        """``9 · batch · D · L · N``."""
+        return SCAN_FLOPS_PER_UPDATE * self.batch * self.dim * self.length * self.dstate
+
+
+@contextlib.contextmanager
+def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
+    """Record the shape of every :func:`ssmad.ssm.selective_scan` call made inside the block.
+
+    The function is replaced in :mod:`ssmad.ssm` and in every loaded ``ssmad`` module that imported it by name
+    (e.g. :mod:`ssmad.layers.ss2d`); the originals are restored on exit.
+
+    Args:
+        run: Run the real scan. With ``False`` the call returns zeros of the right shapes instead (the FLOP count
+            depends on shapes only, and the counter must not see the scan's own operations).
+
+    Yields:
+        The list the calls are appended to, in call order.
+    """
+    original = _scan_interface.selective_scan
+    calls: list[ScanCall] = []
+
+    def recording(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, *args: object, **kwargs: object) -> object:
+        calls.append(ScanCall(int(u.shape[0]), int(u.shape[1]), int(u.shape[2]), int(A.shape[1])))
+        if run:
+            return original(u, delta, A, B, C, *args, **kwargs)  # type: ignore[arg-type]
+        out = torch.zeros_like(u)
+        want_last = kwargs.get("return_last_state", args[5] if len(args) > 5 else False)
+        return (out, u.new_zeros(u.shape[0], u.shape[1], A.shape[1])) if want_last else out
+
+    patched = [
+        module
+        for name, module in list(sys.modules.items())
+        if (name == "ssmad" or name.startswith("ssmad.")) and getattr(module, "selective_scan", None) is original
+    ]
+    for module in patched:
+        module.selective_scan = recording  # type: ignore[attr-defined]
+    try:
+        yield calls
+    finally:
+        for module in patched:
+            module.selective_scan = original  # type: ignore[attr-defined]
+
+
+@dataclass
+class FlopCount:
+    """FLOPs of one call: what FlopCounterMode saw plus the selective scans."""
+
+    counted: int
+    scans: int = 0
+    scan_calls: int = 0
+
+    @property
+    def total(self) -> int:
+        """All FLOPs."""
+        return self.counted + self.scans
+
+
+def count_flops(fn: Callable[[], object]) -> FlopCount:
+    """Count the FLOPs of ``fn()`` (run once, without gradients).
+
+    Matmuls and convolutions are counted by :class:`~torch.utils.flop_counter.FlopCounterMode`; every selective
+    scan is replaced by a shape-only stand-in and charged ``9 · batch · D · L · N``.
+    """
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), record_scans(run=False) as calls, counter:
+        fn()
+    return FlopCount(int(counter.get_total_flops()), sum(c.flops for c in calls), len(calls))
+
+
+def efficiency_ratio(model_time: float, encoder_time: float, model_flops: float, encoder_flops: float) -> float:
+    """``(model_time / encoder_time) / (model_flops / encoder_flops)``: time per FLOP relative to the encoder's."""
+    return (model_time / encoder_time) / (model_flops / encoder_flops)
+
+
+@dataclass
+class ModelFigures:
+    """Everything measured for one model (times in seconds per batch, FLOPs per batch)."""
+
+    name: str
+    params_m: float
+    trainable_m: float
+    flops: FlopCount
+    infer_s: float
+    train_s: float | None
+    infer_times: list[float] = field(default_factory=list)
+    train_times: list[float] = field(default_factory=list)
+
+
+@dataclass
+class BenchReport:
+    """A whole benchmark run."""
+
+    batch: int
+    size: int
+    encoder: str
+    threads: int
+    scan_backend: str
+    machine: MachineLimits
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    encoder_flops: FlopCount
+    encoder_s: float
+    encoder_times: list[float]
+    models: list[ModelFigures]
+
+    def ratio(self, m: ModelFigures) -> float:
+        """Efficiency ratio of model ``m`` (see the module docstring)."""
+        return efficiency_ratio(m.infer_s, self.encoder_s, m.flops.total, self.encoder_flops.total)
+
+
+def _build(name: str, encoder_name: str, size: int, encoder: nn.Module | None) -> nn.Module:
+    if name == "mambaad":
+        from ..models.mambaad import MambaAD, MambaADConfig
+
+        return MambaAD(MambaADConfig(encoder=encoder_name, pretrained=False, image_size=size), encoder=encoder)
+    from ..models.rd4ad import RD4AD, RD4ADConfig
+
+    return RD4AD(RD4ADConfig(encoder=encoder_name, pretrained=False, image_size=size), encoder=encoder)
+
+
+def _train_step(model: nn.Module, batch: int) -> Callable[[Tensor], object]:
+    params = model.trainable_parameters()  # type: ignore[operator]
+    optimizer = torch.optim.AdamW(params, lr=0.005 * batch / 16, weight_decay=1e-4)
+
+    def step(images: Tensor) -> object:
+        model.train()
+        enc, dec = model(images)
+        loss = model.loss(enc, dec)  # type: ignore[operator]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def _infer(fn: Callable[[Tensor], object], model: nn.Module) -> Callable[[Tensor], object]:
+    def run(images: Tensor) -> object:
+        model.eval()
+        with torch.no_grad():
+            return fn(images)
+
+    return run
+
+
+def _timed_rounds(fns: dict[str, Callable[[Tensor], object]], images: Tensor, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call: a warm-up round on one image, then ``repeats`` rounds of every function on the batch."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats + 1):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(images if r > 0 else images[:1])
+            elapsed = time.perf_counter() - t0
+            if r > 0:
+                times[name].append(elapsed)
+            logger.info("%s %s: %.2f s", f"round {r}" if r else "warm-up (1 image)", name, elapsed)
+    return times
+
+
+def _check_settings(batch: int, size: int, repeats: int, train_repeats: int, models: Sequence[str]) -> None:
+    for label, value, low in (("batch", batch, 1), ("repeats", repeats, 1), ("train_repeats", train_repeats, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"bench mambaad: {label} must be an integer ≥ {low}, got {value!r}")
+    if size < 64 or size % 32:
+        raise ConfigError(f"bench mambaad: size must be a multiple of 32 and at least 64 (e.g. 256), got {size}")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ConfigError(f"bench mambaad: unknown model(s) {unknown or '(none)'}; choose from {', '.join(MODELS)}")
+
+
+def run_mambaad_benchmark(
+    batch: int = 8,
+    size: int = 256,
+    encoder: str = "resnet34",
+    repeats: int = 2,
+    train_repeats: int = 1,
+    models: Sequence[str] = MODELS,
+    json_path: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> BenchReport:
+    """Build the models, measure them side by side, print the report and return it.
+
+    Args:
+        batch: Images per batch.
+        size: Square input size (a multiple of 32, at least 64).
+        encoder: timm encoder shared by the models (randomly initialised: speed does not depend on weights).
+        repeats: Timed inference rounds (the minimum is kept), after a one-image warm-up.
+        train_repeats: Timed training-step rounds after a one-image warm-up (0: skip training).
+        models: Which of :data:`MODELS` to measure.
+        json_path: Also write the report as JSON to this new file (an existing file is never overwritten).
+        seed: Seed of the weights and of the random input batch.
+
+    Raises:
+        ConfigError: Bad settings.
+        InputError: ``json_path`` exists already.
+    """
+    from ..encoders import TimmEncoder
+    from ..ssm import resolve_backend
+
+    models = list(models)
+    _check_settings(batch, size, repeats, train_repeats, models)
+    if json_path is not None and Path(json_path).exists():
+        raise InputError(f"{json_path}: the file exists already; give --json a new file name (results are kept).")
+    load_before = os.getloadavg()
+    torch.manual_seed(seed)
+    shared = TimmEncoder(encoder, pretrained=False)
+    nets = {name: _build(name, encoder, size, shared) for name in models}
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    machine = measure_machine(repeats=2)
+
+    logger.info("counting FLOPs")
+    enc_flops = count_flops(lambda: shared(images))
+    flops = {name: count_flops(lambda net=net: net(images)) for name, net in nets.items()}
+
+    logger.info("timing inference (%d rounds after a warm-up)", repeats)
+    fns: dict[str, Callable[[Tensor], object]] = {"encoder": _infer(shared, shared)}
+    fns.update({name: _infer(net, net) for name, net in nets.items()})
+    infer = _timed_rounds(fns, images, repeats)
+    train: dict[str, list[float]] = {name: [] for name in nets}
+    if train_repeats:
+        logger.info("timing training steps (%d rounds after a warm-up)", train_repeats)
+        steps = {name: _train_step(net, batch) for name, net in nets.items()}
+        train = _timed_rounds(steps, images, train_repeats)
+
+    figures = []
+    for name, net in nets.items():
+        params = sum(p.numel() for p in net.parameters())
+        trainable = sum(p.numel() for p in net.trainable_parameters())  # type: ignore[operator]
+        figures.append(
+            ModelFigures(
+                name=name,
+                params_m=params / 1e6,
+                trainable_m=trainable / 1e6,
+                flops=flops[name],
+                infer_s=min(infer[name]),
+                train_s=min(train[name]) if train[name] else None,
+                infer_times=infer[name],
+                train_times=train[name],
+            )
+        )
+    report = BenchReport(
+        batch=batch,
+        size=size,
+        encoder=encoder,
+        threads=torch.get_num_threads(),
+        scan_backend=resolve_backend("auto", "cpu"),
+        machine=machine,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        encoder_flops=enc_flops,
+        encoder_s=min(infer["encoder"]),
+        encoder_times=infer["encoder"],
+        models=figures,
+    )
+    print(format_report(report))
+    if json_path is not None:
+        _write_json(report, Path(json_path))
+    return report
+
+
+def format_report(report: BenchReport) -> str:
+    """Markdown table of a run, with the settings and the machine's state."""
+    r = report
+    b = r.batch
+    lines = [
+        f"settings: batch {b}, {r.size}x{r.size}, encoder {r.encoder} (shared, frozen), float32, "
+        f"{r.threads} threads, scan backend {r.scan_backend!r}; times: min over {len(r.encoder_times)} inference / "
+        f"{max((len(m.train_times) for m in r.models), default=0)} training rounds after a one-image warm-up",
+        f"machine: matmul {r.machine.flops / 1e9:.1f} GFLOP/s, bandwidth {r.machine.bandwidth / 1e9:.1f} GB/s; "
+        f"load average {r.load_before[0]:.2f} before, {r.load_after[0]:.2f} after "
+        f"({os.cpu_count()} CPUs: a load above that means the machine was shared)",
+        "",
+        "| model | params M (trainable) | GFLOPs / image (scans) | scan calls | inference s / batch | images/s | "
+        "achieved GFLOP/s | train step s / batch | train images/s | efficiency ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ef = r.encoder_flops
+    lines.append(
+        f"| encoder only | | {ef.total / b / 1e9:.2f} | 0 | {r.encoder_s:.3f} | {b / r.encoder_s:.2f} | "
+        f"{ef.total / r.encoder_s / 1e9:.1f} | | | 1.00 (by definition) |"
+    )
+    for m in r.models:
+        f = m.flops
+        train = "" if m.train_s is None else f"{m.train_s:.3f} | {b / m.train_s:.2f}"
+        lines.append(
+            f"| {m.name} | {m.params_m:.2f} ({m.trainable_m:.2f}) | {f.total / b / 1e9:.2f} ({f.scans / b / 1e9:.2f}) "
+            f"| {f.scan_calls} | {m.infer_s:.3f} | {b / m.infer_s:.2f} | {f.total / m.infer_s / 1e9:.1f} | "
+            f"{train or ' | '} | {r.ratio(m):.2f} |"
+        )
+    lines.append("")
+    lines.append(
+        "efficiency ratio = (model inference time / encoder-only time) / (model FLOPs / encoder FLOPs); "
+        f"scan FLOPs = {SCAN_FLOPS_PER_UPDATE}·batch·D·L·N per selective-scan call."
+    )
+    for m in r.models:
+        times = ", ".join(f"{t:.2f}" for t in m.infer_times)
+        ttimes = ", ".join(f"{t:.2f}" for t in m.train_times)
+        lines.append(f"{m.name}: inference rounds [{times}] s" + (f", training rounds [{ttimes}] s" if ttimes else ""))
+    lines.append("encoder: inference rounds [" + ", ".join(f"{t:.2f}" for t in r.encoder_times) + "] s")
+    return "\n".join(lines)
+
+
+def _write_json(report: BenchReport, path: Path) -> None:
+    payload = asdict(report)
+    payload["efficiency_ratio"] = {m.name: report.ratio(m) for m in report.models}
+    payload["flops_total"] = {m.name: m.flops.total for m in report.models} | {"encoder": report.encoder_flops.total}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2)
+        if path.exists():
+            raise InputError(f"{path}: the file appeared during the run; the report was not written over it.")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
