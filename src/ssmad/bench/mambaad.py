@@ -1,7 +1,7 @@
 """MambaAD vs RD4AD benchmark: training step, inference images/s, FLOPs and the decoder's efficiency ratio.
 
 Both models are built multi-class, on ONE shared encoder instance (same architecture, same weights), and measured
-side by side in one run, their calls interleaved (encoder, MambaAD, RD4AD, encoder, …) so that a change in the
+side by side in one run, their calls interleaved (encoder, MambaAD, encoder, RD4AD, …) so that a change in the
 machine's load touches all of them alike:
 
 * **inference**: ``model(images)`` (encoder + decoder features, no grad, eval mode), seconds per batch and images/s;
@@ -165,6 +165,7 @@ class ModelFigures:
     train_s: float | None
     infer_times: list[float] = field(default_factory=list)
     train_times: list[float] = field(default_factory=list)
+    paired_ratios: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -224,11 +225,13 @@ def _infer(fn: Callable[[Tensor], object], model: nn.Module) -> Callable[[Tensor
     return run
 
 
-def _timed_rounds(fns: dict[str, Callable[[Tensor], object]], images: Tensor, repeats: int) -> dict[str, list[float]]:
-    """Seconds per call: a warm-up round on one image, then ``repeats`` rounds of every function on the batch."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
+def _timed_rounds(
+    fns: Sequence[tuple[str, Callable[[Tensor], object]]], images: Tensor, repeats: int
+) -> dict[str, list[float]]:
+    """Seconds per call: a warm-up round on one image, then ``repeats`` rounds of the calls in order on the batch."""
+    times: dict[str, list[float]] = {name: [] for name, _ in fns}
     for r in range(repeats + 1):
-        for name, fn in fns.items():
+        for name, fn in fns:
             t0 = time.perf_counter()
             fn(images if r > 0 else images[:1])
             elapsed = time.perf_counter() - t0
@@ -294,17 +297,21 @@ def run_mambaad_benchmark(
     flops = {name: count_flops(lambda net=net: net(images)) for name, net in nets.items()}
 
     logger.info("timing inference (%d rounds after a warm-up)", repeats)
-    fns: dict[str, Callable[[Tensor], object]] = {"encoder": _infer(shared, shared)}
-    fns.update({name: _infer(net, net) for name, net in nets.items()})
-    infer = _timed_rounds(fns, images, repeats)
+    # the cheap encoder-only call runs right before every model, so each model time has an encoder time beside it
+    encoder_call = _infer(shared, shared)
+    calls = [c for name, net in nets.items() for c in (("encoder", encoder_call), (name, _infer(net, net)))]
+    infer = _timed_rounds(calls, images, repeats)
     train: dict[str, list[float]] = {name: [] for name in nets}
     if train_repeats:
         logger.info("timing training steps (%d rounds after a warm-up)", train_repeats)
-        steps = {name: _train_step(net, batch) for name, net in nets.items()}
-        train = _timed_rounds(steps, images, train_repeats)
+        train = _timed_rounds([(name, _train_step(net, batch)) for name, net in nets.items()], images, train_repeats)
 
     figures = []
-    for name, net in nets.items():
+    for j, (name, net) in enumerate(nets.items()):
+        beside = infer["encoder"][j :: len(nets)]  # the encoder call just before each of this model's calls
+        paired = [
+            efficiency_ratio(t, e, flops[name].total, enc_flops.total) for t, e in zip(infer[name], beside, strict=True)
+        ]
         params = sum(p.numel() for p in net.parameters())
         trainable = sum(p.numel() for p in net.trainable_parameters())  # type: ignore[operator]
         figures.append(
@@ -317,6 +324,7 @@ def run_mambaad_benchmark(
                 train_s=min(train[name]) if train[name] else None,
                 infer_times=infer[name],
                 train_times=train[name],
+                paired_ratios=paired,
             )
         )
     report = BenchReport(
@@ -376,7 +384,12 @@ def format_report(report: BenchReport) -> str:
     for m in r.models:
         times = ", ".join(f"{t:.2f}" for t in m.infer_times)
         ttimes = ", ".join(f"{t:.2f}" for t in m.train_times)
-        lines.append(f"{m.name}: inference rounds [{times}] s" + (f", training rounds [{ttimes}] s" if ttimes else ""))
+        paired = ", ".join(f"{q:.2f}" for q in m.paired_ratios)
+        lines.append(
+            f"{m.name}: inference rounds [{times}] s"
+            + (f", training rounds [{ttimes}] s" if ttimes else "")
+            + f"; efficiency ratio of each round against the encoder call just before it [{paired}]"
+        )
     lines.append("encoder: inference rounds [" + ", ".join(f"{t:.2f}" for t in r.encoder_times) + "] s")
     return "\n".join(lines)
 
