@@ -351,10 +351,12 @@ def format_report(report: BenchReport) -> str:
     """Markdown table of a run, with the settings and the machine's state."""
     r = report
     b = r.batch
+    n_infer = max((len(m.infer_times) for m in r.models), default=0)
+    n_train = max((len(m.train_times) for m in r.models), default=0)
     lines = [
         f"settings: batch {b}, {r.size}x{r.size}, encoder {r.encoder} (shared, frozen), float32, "
-        f"{r.threads} threads, scan backend {r.scan_backend!r}; times: min over {len(r.encoder_times)} inference / "
-        f"{max((len(m.train_times) for m in r.models), default=0)} training rounds after a one-image warm-up",
+        f"{r.threads} threads, scan backend {r.scan_backend!r}; times: min over {n_infer} inference / "
+        f"{n_train} training rounds after a one-image warm-up",
         f"machine: matmul {r.machine.flops / 1e9:.1f} GFLOP/s, bandwidth {r.machine.bandwidth / 1e9:.1f} GB/s; "
         f"load average {r.load_before[0]:.2f} before, {r.load_after[0]:.2f} after "
         f"({os.cpu_count()} CPUs: a load above that means the machine was shared)",
