@@ -58,6 +58,11 @@ def _import(path: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _float_or_nan(value: Any) -> float:
+    """A stored threshold: ``null`` (JSON has no NaN) means not set."""
+    return math.nan if value is None else float(value)
+
+
 def _section(cls: type, value: Any, name: str) -> Any:
     from .engine.config import build_section
 
@@ -543,8 +548,8 @@ class ImageDetector:
         training = meta.get("training", {})
         det.net_ = net
         det.preprocessing_ = Preprocessing.from_dict(meta["preprocessing"])
-        det.threshold_ = float(meta["threshold"]["image"])
-        det.pixel_threshold_ = float(meta["threshold"]["pixel"])
+        det.threshold_ = _float_or_nan(meta["threshold"]["image"])
+        det.pixel_threshold_ = _float_or_nan(meta["threshold"]["pixel"])
         det.threshold_info_ = str(meta["threshold"].get("how", ""))
         det.history_ = list(training.get("history", []))
         det.n_train_ = int(training.get("n_train", 0))

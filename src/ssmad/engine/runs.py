@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -112,9 +113,21 @@ def plain_data(value: Any) -> Any:
     return value
 
 
+def _standard_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _standard_json(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_standard_json(v) for v in value]
+    return value
+
+
 def atomic_write_json(path: str | Path, data: Any, *, overwrite: bool = False) -> Path:
-    """Pretty JSON (sorted keys, trailing newline) through :func:`atomic_write_bytes`."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", overwrite=overwrite)
+    """Pretty, standard JSON (sorted keys, trailing newline, NaN/Inf written as ``null``), written atomically."""
+    text = json.dumps(_standard_json(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    return atomic_write_text(path, text + "\n", overwrite=overwrite)
 
 
 def atomic_write_yaml(path: str | Path, data: Any, *, overwrite: bool = False) -> Path:

@@ -19,15 +19,17 @@ batched on the model's device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
 
 __all__ = [
     "LOSSES",
+    "FeatureReconstructionNet",
     "check_divisible",
     "check_loss_name",
     "cosine_distance_maps",
@@ -179,3 +181,46 @@ def check_divisible(size: Sequence[int], multiple: int, what: str) -> None:
             f"the stride-{multiple} bottleneck back to strides 16/8/4, so resize the images to e.g. {tuple(near)} "
             "(set image_size accordingly)."
         )
+
+
+class FeatureReconstructionNet(nn.Module):
+    """What MambaAD and RD4AD share: a frozen ``encoder`` and a ``config`` with ``sigma`` and ``map_divisor``.
+
+    Subclasses define ``forward(images) -> (enc, dec)`` and ``loss(enc, dec)``; this class turns the feature pairs
+    into smoothed anomaly maps and image scores and exposes the encoder's normalisation statistics.
+    """
+
+    #: The Gaussian smoothing happens inside :meth:`anomaly_map` (the engine must not smooth again).
+    smooths_maps = True
+
+    encoder: nn.Module
+    config: Any
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Input normalisation mean (the encoder's pretrained statistics)."""
+        return self.encoder.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Input normalisation std."""
+        return self.encoder.std
+
+    def anomaly_map(
+        self, enc: Sequence[Tensor], dec: Sequence[Tensor], out_size: tuple[int, int] | None = None
+    ) -> Tensor:
+        """Smoothed anomaly maps ``(B, 1, H, W)`` (spec A.8); ``out_size`` defaults to ``4 ×`` the finest map."""
+        if out_size is None:
+            out_size = (4 * enc[0].shape[-2], 4 * enc[0].shape[-1])
+        return fused_anomaly_map(enc, dec, out_size, divisor=self.config.map_divisor, sigma=self.config.sigma)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Anomaly maps ``(B, H, W)`` at the input size and image scores ``(B,)`` (max of each map)."""
+        enc, dec = self(images)
+        maps = self.anomaly_map(enc, dec, (images.shape[-2], images.shape[-1]))[:, 0]
+        return maps, image_scores(maps)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters that receive gradients (everything but the frozen encoder)."""
+        return [p for p in self.parameters() if p.requires_grad]

@@ -68,3 +68,15 @@ def test_safe_name() -> None:
     assert safe_name("MVTec AD/bottle") == "MVTec_AD_bottle"
     assert safe_name("..") == "unnamed"
     assert safe_name("v1.2-x_y") == "v1.2-x_y"
+
+
+def test_json_is_standard_non_finite_floats_become_null(tmp_path: Path) -> None:
+    data = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)], "c": {"d": 0.25}}
+    path = atomic_write_json(tmp_path / "x.json", data)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}")) == {
+        "a": None,
+        "b": [1.5, None, [None, 2]],
+        "c": {"d": 0.25},
+    }

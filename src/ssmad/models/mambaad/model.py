@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ...encoders import TimmEncoder
 from ...layers.lss import LSSModule
 from ...layers.upsample import PatchExpand
-from .._recon import check_divisible, flat_cosine_loss, fused_anomaly_map, image_scores, mse_loss
+from .._recon import FeatureReconstructionNet, check_divisible, flat_cosine_loss, mse_loss
 from .config import MambaADConfig
 
 __all__ = ["MFFOCE", "DecoderStage", "MambaAD", "MambaUPNet", "decoder_dims", "drop_path_schedule", "lss_split"]
@@ -244,7 +244,7 @@ class MambaUPNet(nn.Module):
         return outs
 
 
-class MambaAD(nn.Module):
+class MambaAD(FeatureReconstructionNet):
     """The MambaAD network (pure ``nn.Module``: no I/O, no device moves).
 
     ``forward(images)`` returns ``(encoder features, decoder features)``; :meth:`loss`, :meth:`anomaly_map` and
@@ -254,9 +254,6 @@ class MambaAD(nn.Module):
         config: The model configuration (defaults: the paper's).
         encoder: A ready encoder to use instead of building ``config.encoder`` (e.g. one shared in tests).
     """
-
-    #: The Gaussian smoothing happens inside :meth:`anomaly_map` (the engine must not smooth again).
-    smooths_maps = True
 
     def __init__(self, config: MambaADConfig | None = None, encoder: TimmEncoder | None = None) -> None:
         super().__init__()
@@ -283,16 +280,6 @@ class MambaAD(nn.Module):
             scan_backend=config.scan_backend,
         )
 
-    @property
-    def mean(self) -> tuple[float, ...]:
-        """Input normalisation mean (the encoder's pretrained statistics)."""
-        return self.encoder.mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        """Input normalisation std."""
-        return self.encoder.std
-
     def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Encode and reconstruct.
 
@@ -314,22 +301,3 @@ class MambaAD(nn.Module):
         if self.config.loss == "cosine":
             return flat_cosine_loss(enc, dec, weight=weight, average=True)
         return mse_loss(enc, dec, weight=weight)
-
-    def anomaly_map(
-        self, enc: Sequence[Tensor], dec: Sequence[Tensor], out_size: tuple[int, int] | None = None
-    ) -> Tensor:
-        """Smoothed anomaly maps ``(B, 1, H, W)`` (spec A.8); ``out_size`` defaults to ``4 ×`` the finest map."""
-        if out_size is None:
-            out_size = (4 * enc[0].shape[-2], 4 * enc[0].shape[-1])
-        return fused_anomaly_map(enc, dec, out_size, divisor=self.config.map_divisor, sigma=self.config.sigma)
-
-    @torch.no_grad()
-    def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Anomaly maps ``(B, H, W)`` at the input size and image scores ``(B,)`` (max of each map)."""
-        enc, dec = self(images)
-        maps = self.anomaly_map(enc, dec, tuple(images.shape[-2:]))[:, 0]
-        return maps, image_scores(maps)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters that receive gradients (MFF_OCE and decoder; the encoder is frozen)."""
-        return [p for p in self.parameters() if p.requires_grad]

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ...encoders import TimmEncoder
 from ...errors import ConfigError
-from .._recon import check_divisible, flat_cosine_loss, fused_anomaly_map, image_scores, mse_loss
+from .._recon import FeatureReconstructionNet, check_divisible, flat_cosine_loss, mse_loss
 from .config import RD4ADConfig
 
 __all__ = ["OCBE", "RD4AD", "DeBasicBlock", "DeBottleneck", "Layout", "ReverseDecoder", "encoder_layout"]
@@ -262,7 +262,7 @@ class ReverseDecoder(nn.Module):
         return [c, b, a]
 
 
-class RD4AD(nn.Module):
+class RD4AD(FeatureReconstructionNet):
     """The RD4AD network (pure ``nn.Module``: no I/O, no device moves).
 
     ``forward(images)`` returns ``(encoder features, decoder features)``; :meth:`loss`, :meth:`anomaly_map` and
@@ -272,9 +272,6 @@ class RD4AD(nn.Module):
         config: The model configuration (defaults: the paper's).
         encoder: A ready encoder to use instead of building ``config.encoder`` (e.g. one shared in tests).
     """
-
-    #: The Gaussian smoothing happens inside :meth:`anomaly_map` (the engine must not smooth again).
-    smooths_maps = True
 
     def __init__(self, config: RD4ADConfig | None = None, encoder: TimmEncoder | None = None) -> None:
         super().__init__()
@@ -289,16 +286,6 @@ class RD4AD(nn.Module):
         channels = tuple(int(c) for c in self.encoder.channels)
         self.ocbe = OCBE(channels, self.layout)
         self.decoder = ReverseDecoder(channels, self.ocbe.out_dim, self.layout)
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        """Input normalisation mean (the encoder's pretrained statistics)."""
-        return self.encoder.mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        """Input normalisation std."""
-        return self.encoder.std
 
     def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Encode and reconstruct.
@@ -321,22 +308,3 @@ class RD4AD(nn.Module):
         if self.config.loss == "mse":
             return mse_loss(enc, dec, weight=weight)
         return flat_cosine_loss(enc, dec, weight=weight, average=False)
-
-    def anomaly_map(
-        self, enc: Sequence[Tensor], dec: Sequence[Tensor], out_size: tuple[int, int] | None = None
-    ) -> Tensor:
-        """Smoothed anomaly maps ``(B, 1, H, W)``; ``out_size`` defaults to ``4 ×`` the finest map."""
-        if out_size is None:
-            out_size = (4 * enc[0].shape[-2], 4 * enc[0].shape[-1])
-        return fused_anomaly_map(enc, dec, out_size, divisor=self.config.map_divisor, sigma=self.config.sigma)
-
-    @torch.no_grad()
-    def predict(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Anomaly maps ``(B, H, W)`` at the input size and image scores ``(B,)`` (max of each map)."""
-        enc, dec = self(images)
-        maps = self.anomaly_map(enc, dec, (images.shape[-2], images.shape[-1]))[:, 0]
-        return maps, image_scores(maps)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters that receive gradients (OCBE and decoder; the encoder is frozen)."""
-        return [p for p in self.parameters() if p.requires_grad]
