@@ -52,6 +52,7 @@ __all__ = [
     "read_json",
     "save_state_dict",
     "save_training_state",
+    "state_dict_mismatch",
 ]
 
 #: Version of the files written here; bumped when their layout changes.
@@ -106,6 +107,30 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         ) from err
 
 
+def state_dict_mismatch(
+    target: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, extra: str = "unexpected"
+) -> str:
+    """How ``state`` fails to fit ``target`` (missing, extra and reshaped keys, with examples); ``""`` when it fits.
+
+    Args:
+        target: The model's own ``state_dict()``.
+        state: The tensors to load.
+        extra: The word for keys of ``state`` the model does not have.
+    """
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    wrong = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} {extra} (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(target[k].shape)})")
+    return "; ".join(parts)
+
+
 def load_weights(module: nn.Module, path: str | Path) -> None:
     """Load ``path`` into ``module`` strictly, with a readable error when the architecture differs.
 
@@ -113,23 +138,10 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
         InputError: Missing or unexpected keys, or tensors of other shapes.
     """
     state = load_state_dict(path)
-    target = module.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    wrong = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(target[k].shape)})"
-            )
+    mismatch = state_dict_mismatch(module.state_dict(), state)
+    if mismatch:
         raise InputError(
-            f"{path}: the weights do not fit the model built from its metadata: {'; '.join(parts)} tensors. The "
+            f"{path}: the weights do not fit the model built from its metadata: {mismatch} tensors. The "
             "file belongs to another architecture or configuration (encoder, image size, decoder settings); load "
             "it with the metadata.json and config.yaml that were saved beside it."
         )

@@ -340,24 +340,13 @@ def map_official_state(
 
 
 def _check_fit(net: torch.nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    target = net.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    wrong = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unmapped (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(target[k].shape)})"
-            )
+    from ...engine.checkpoint import state_dict_mismatch
+
+    mismatch = state_dict_mismatch(net.state_dict(), state, extra="unmapped")
+    if mismatch:
         raise InputError(
             f"{source}: the converted weights do not fit the MambaAD network built from the options read off the "
-            f"checkpoint: {'; '.join(parts)} tensors. Fix: pass --encoder if the encoder was guessed wrong; otherwise "
+            f"checkpoint: {mismatch} tensors. Fix: pass --encoder if the encoder was guessed wrong; otherwise "
             "the checkpoint is of another MambaAD variant."
         )
 
