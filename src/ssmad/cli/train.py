@@ -206,6 +206,8 @@ def print_summary(run_dir: Any, metrics: dict[str, Any] | None, report: Any) -> 
     from ..engine.runner import HEADLINE
 
     console = Console()
+    if not console.is_terminal:  # a pipe or a log file: no 80-column limit that would truncate metric names
+        console = Console(width=max(console.width, 160))
     if metrics:
         cols = [k for k in HEADLINE if k in metrics]
         table = Table(title="metrics (×100, final epoch)")
