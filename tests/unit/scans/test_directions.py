@@ -104,11 +104,23 @@ def test_merge_puts_each_direction_back_before_summing() -> None:
 
 
 def test_gather_and_merge_are_adjoint() -> None:
+    """Values and both backwards against plain indexing loops written here (not the functions under test)."""
     index, inverse = direction_tables("zigzag", 5, 3, 8)
     x = torch.randn(2, 4, 15, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(2, 8, 4, 15, dtype=torch.float64)
-    (gather_directions(x, index) * y).sum().backward()
-    torch.testing.assert_close(x.grad, merge_directions(y, inverse))
+    y = torch.randn(2, 8, 4, 15, dtype=torch.float64, requires_grad=True)
+    gathered_ref = torch.stack([x.detach()[:, :, index[k]] for k in range(8)], dim=1)
+    merged_ref = sum(y.detach()[:, k][:, :, inverse[k]] for k in range(8))
+    torch.testing.assert_close(gather_directions(x, index), gathered_ref)
+    torch.testing.assert_close(merge_directions(y, inverse), merged_ref)
+    g = torch.randn_like(gathered_ref)
+    (gather_directions(x, index) * g).sum().backward()
+    m = torch.randn_like(merged_ref)
+    (merge_directions(y, inverse) * m).sum().backward()
+    grad_x_ref = torch.zeros_like(merged_ref)
+    for k in range(8):
+        grad_x_ref[:, :, index[k]] += g[:, k]
+    torch.testing.assert_close(x.grad, grad_x_ref)
+    torch.testing.assert_close(y.grad, torch.stack([m[:, :, index[k]] for k in range(8)], dim=1))
 
 
 def test_numpy_tables_are_cached_read_only_and_tensors_are_fresh() -> None:
