@@ -18,8 +18,9 @@ batched on the model's device.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from ..errors import ConfigError, InputError
 __all__ = [
     "LOSSES",
     "FeatureReconstructionNet",
+    "ReconConfigMixin",
     "check_divisible",
     "check_loss_name",
     "cosine_distance_maps",
@@ -39,6 +41,7 @@ __all__ = [
     "gaussian_kernel1d",
     "image_scores",
     "mse_loss",
+    "size_pair",
 ]
 
 LOSSES: tuple[str, ...] = ("mse", "cosine")
@@ -224,3 +227,55 @@ class FeatureReconstructionNet(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that receive gradients (everything but the frozen encoder)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def size_pair(value: Any, model: str) -> tuple[int, int]:
+    """``(height, width)`` from an ``image_size`` option (an int, or a pair); ``model`` names the options' owner.
+
+    Raises:
+        ConfigError: Anything else.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{model}: image_size must be an int or [height, width], got {value!r}")
+    if isinstance(value, int):
+        return value, value
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{model}: image_size must be an int or [height, width], got {value!r}") from None
+    return h, w
+
+
+_ConfigT = TypeVar("_ConfigT", bound="ReconConfigMixin")
+
+
+class ReconConfigMixin:
+    """Dict round trip and input size shared by the frozen config dataclasses of MambaAD and RD4AD."""
+
+    #: Name used in error messages (the registry name of the model).
+    model_key: ClassVar[str] = "model"
+    image_size: Any
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """``(height, width)`` of the network input."""
+        return size_pair(self.image_size, self.model_key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for YAML/JSON (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_ConfigT], data: Mapping[str, Any]) -> _ConfigT:
+        """Build from a mapping, rejecting unknown keys.
+
+        Raises:
+            ConfigError: Unknown keys (with the valid ones) or invalid values.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"{cls.model_key}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(names)}"
+            )
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -18,34 +18,19 @@ and is upsampled ×2 three times; other sizes are rejected with a clear error ra
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ...errors import ConfigError
 from ...scans import SCAN_NAMES
-from .._recon import LOSSES
+from .._recon import LOSSES, ReconConfigMixin, size_pair
 
 __all__ = ["MambaADConfig"]
 
 SCAN_BACKENDS = ("auto", "reference", "cpu", "torch", "cuda")
 
 
-def _size_pair(value: Any) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise ConfigError(f"mambaad: image_size must be an int or [height, width], got {value!r}")
-    if isinstance(value, int):
-        return value, value
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"mambaad: image_size must be an int or [height, width], got {value!r}") from None
-    return h, w
-
-
 @dataclass(frozen=True)
-class MambaADConfig:
+class MambaADConfig(ReconConfigMixin):
     """MambaAD network, loss and anomaly-map options.
 
     Attributes:
@@ -73,6 +58,8 @@ class MambaADConfig:
             rankings, kept for comparable map values).
         scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``).
     """
+
+    model_key = "mambaad"  # error-message name (a plain class attribute, not a dataclass field)
 
     encoder: str = "resnet34"
     pretrained: bool = True
@@ -105,7 +92,7 @@ class MambaADConfig:
         for name in ("pretrained", "allow_download"):
             if not isinstance(getattr(self, name), bool):
                 fail(f"{name} must be true or false, got {getattr(self, name)!r}")
-        h, w = _size_pair(self.image_size)
+        h, w = size_pair(self.image_size, "mambaad")
         if h < 64 or w < 64 or h % 32 or w % 32:
             fail(
                 f"image_size must be a multiple of 32 and at least 64 on both sides (e.g. 224, 256, 320), got "
@@ -147,30 +134,8 @@ class MambaADConfig:
             fail(f"scan_backend must be one of {', '.join(SCAN_BACKENDS)}, got {self.scan_backend!r}")
 
     @property
-    def image_hw(self) -> tuple[int, int]:
-        """``(height, width)`` of the network input."""
-        return _size_pair(self.image_size)
-
-    @property
     def effective_loss_weight(self) -> float:
         """The loss factor in use (5 for ``mse``, 1 for ``cosine`` unless set)."""
         if self.loss_weight is not None:
             return float(self.loss_weight)
         return 5.0 if self.loss == "mse" else 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for YAML/JSON (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MambaADConfig:
-        """Build from a mapping, rejecting unknown keys.
-
-        Raises:
-            ConfigError: Unknown keys (with the valid ones) or invalid values.
-        """
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"mambaad: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

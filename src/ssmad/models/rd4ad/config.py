@@ -23,13 +23,11 @@ gets basic blocks, two per stage.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ConfigError
-from .._recon import LOSSES
+from .._recon import LOSSES, ReconConfigMixin, size_pair
 
 __all__ = ["BLOCKS", "RD4ADConfig"]
 
@@ -37,24 +35,12 @@ __all__ = ["BLOCKS", "RD4ADConfig"]
 BLOCKS: tuple[str, ...] = ("auto", "basic", "bottleneck")
 
 
-def _size_pair(value: Any) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise ConfigError(f"rd4ad: image_size must be an int or [height, width], got {value!r}")
-    if isinstance(value, int):
-        return value, value
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"rd4ad: image_size must be an int or [height, width], got {value!r}") from None
-    return h, w
-
-
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True)
-class RD4ADConfig:
+class RD4ADConfig(ReconConfigMixin):
     """RD4AD network, loss and anomaly-map options.
 
     Attributes:
@@ -74,6 +60,8 @@ class RD4ADConfig:
         sigma: Gaussian σ of the anomaly-map smoothing (paper: 4; 0: none).
         map_divisor: Constant the summed map is divided by (paper: 1).
     """
+
+    model_key = "rd4ad"  # error-message name (a plain class attribute, not a dataclass field)
 
     encoder: str = "wide_resnet50_2"
     pretrained: bool = True
@@ -98,7 +86,7 @@ class RD4ADConfig:
         for name in ("pretrained", "allow_download"):
             if not isinstance(getattr(self, name), bool):
                 fail(f"{name} must be true or false, got {getattr(self, name)!r}")
-        h, w = _size_pair(self.image_size)
+        h, w = size_pair(self.image_size, "rd4ad")
         if h < 64 or w < 64 or h % 32 or w % 32:
             fail(
                 f"image_size must be a multiple of 32 and at least 64 on both sides (e.g. 224, 256, 320), got "
@@ -123,26 +111,3 @@ class RD4ADConfig:
             fail(f"loss_weight must be positive, got {self.loss_weight!r}")
         if float(self.sigma) < 0 or float(self.map_divisor) <= 0:
             fail(f"sigma must be ≥ 0 and map_divisor > 0, got {self.sigma!r}, {self.map_divisor!r}")
-
-    @property
-    def image_hw(self) -> tuple[int, int]:
-        """``(height, width)`` of the network input."""
-        return _size_pair(self.image_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for YAML/JSON (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RD4ADConfig:
-        """Build from a mapping, rejecting unknown keys.
-
-        Raises:
-            ConfigError: Unknown keys (with the valid ones) or invalid values.
-        """
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"rd4ad: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(names)}")
-        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
