@@ -58,7 +58,7 @@ def test_slic_regions_call_and_relabel(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
 
     def fake_slic(image: np.ndarray, **kwargs: object) -> np.ndarray:
-        seen.update(kwargs)
+        seen.update(kwargs, dtype=image.dtype)
         out = np.full(image.shape[:2], 3)
         out[:, 5:] = 9  # labels with gaps: 3 and 9
         return out
@@ -68,6 +68,7 @@ def test_slic_regions_call_and_relabel(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen["n_segments"] == math.floor(31 * 40 / 150)
     assert (seen["compactness"], seen["sigma"], seen["channel_axis"], seen["convert2lab"]) == (1.0, 0.5, -1, False)
     assert seen["max_num_iter"] == 10
+    assert seen["dtype"] == np.float32  # the official code segments its float32 normalised cube
     assert set(np.unique(labels)) == {0, 1} and (labels[:, :5] == 0).all()
 
 

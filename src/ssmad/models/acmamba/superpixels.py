@@ -58,7 +58,9 @@ def slic_regions(
 
     Calls ``skimage.segmentation.slic(cube, n_segments=floor(H·W/ψ), compactness, sigma, channel_axis=-1,
     start_label=1)`` with its defaults otherwise (connectivity enforced). ``convert2lab`` is forced off: skimage
-    would otherwise treat a 3-band cube as RGB and convert it to Lab, which means nothing for spectra.
+    would otherwise treat a 3-band cube as RGB and convert it to Lab, which means nothing for spectra. The cube is
+    passed as float32, as in the official code (its normalised cube is float32): skimage keeps float32 inputs in
+    float32 for the smoothing and the k-means, so a float64 input could move pixels at region borders.
 
     Args:
         cube: ``(H, W, B)`` float cube scaled to ``[0, 1]``.
@@ -75,7 +77,7 @@ def slic_regions(
     h, w, _ = cube.shape
     n = n_segments_for(h, w, psi)
     labels = slic(
-        np.ascontiguousarray(cube, dtype=np.float64),
+        np.ascontiguousarray(cube, dtype=np.float32),
         n_segments=n,
         compactness=compactness,
         sigma=sigma,
