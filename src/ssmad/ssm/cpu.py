@@ -40,7 +40,7 @@ SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
 #: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
 CHUNK = 64
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=fast"]
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -119,6 +119,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         bwd = getattr(lib, f"ssmad_scan_bwd_{suffix}")
         bwd.argtypes = [p] * 15 + [i64] * 9
         bwd.restype = ctypes.c_int
+        fused = getattr(lib, f"ssmad_fused_fwd_{suffix}")
+        fused.argtypes = [p] * 8 + [i64] * 8
+        fused.restype = ctypes.c_int
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
 
 
@@ -241,3 +244,26 @@ def core(
         raise ValueError(f"the 'cpu' selective-scan backend computes in float32/float64, got {u.dtype}")
     y, last = _CpuScan.apply(u, dt, A, B, C, D)
     return y, (last if want_last else None)
+
+
+def directional_core(
+    x: Tensor, xdbl: Tensor, dt_weight: Tensor, dt_bias: Tensor, A: Tensor, D_sum: Tensor | None, index: Tensor
+) -> Tensor:
+    """Direction-fused inference scan on the compiled kernel (contract in :mod:`ssmad.ssm.directional`).
+
+    No autograd graph is recorded: callers use it only when no gradient is wanted.
+    """
+    lib = load_library()
+    assert lib is not None
+    batch, length, dim = x.shape
+    k, _, rank = dt_weight.shape
+    dstate = A.shape[-1]
+    x, xdbl, dt_weight, dt_bias, A = (t.contiguous() for t in (x, xdbl, dt_weight, dt_bias, A))
+    D_sum = None if D_sum is None else D_sum.contiguous()
+    index = index.to(torch.int64).contiguous()
+    y = torch.empty_like(x)
+    lanes = 4 if x.dtype == torch.float64 else 8
+    fn = lib.ssmad_fused_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_fused_fwd_f32
+    ptrs = (x, xdbl, dt_weight, dt_bias, A, D_sum, index, y)
+    _run_parallel(fn, batch * math.ceil(dim / lanes), (*map(_ptr, ptrs), batch, length, dim, k, rank, dstate))
+    return y

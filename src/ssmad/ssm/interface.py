@@ -4,7 +4,7 @@
 backend        what it is                                                            devices
 =============  ====================================================================  =================
 ``reference``  the sequential oracle (:mod:`ssmad.ssm.reference`)                   any
-``cpu``        C++/OpenMP kernel compiled on first use and cached (:mod:`.cpu`)      CPU
+``cpu``        C++ kernel compiled on first use and cached (:mod:`.cpu`)             CPU
 ``torch``      pure-PyTorch chunked scan with its own backward (:mod:`.chunked`)    any
 ``cuda``       mamba-ssm's ``selective_scan_fn`` (:mod:`.cuda`), when installed      CUDA
 ``auto``       the fastest available for the tensors' device                         any
@@ -91,7 +91,7 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
         )
     if not backend_available(backend, device):
         hint = {
-            "cpu": "the C++ kernel needs a C++ compiler with OpenMP (g++/clang++) and tensors on the CPU; "
+            "cpu": "the C++ kernel needs a C++ compiler (g++/clang++) and tensors on the CPU; "
             "use backend='torch' otherwise",
             "cuda": "install the optional extra `pip install ssmad[cuda]` (mamba-ssm) and put the tensors on a GPU",
         }[backend]

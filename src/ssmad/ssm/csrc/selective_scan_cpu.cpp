@@ -28,7 +28,7 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__AVX__)
+#if defined(__SSE__) || defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
@@ -55,38 +55,66 @@ typedef VecTraits<float>::V vf;
 typedef VecTraits<float>::I vi;
 typedef VecTraits<double>::V vd;
 
-// exp for 8 floats: x = k*ln2 + r with |r| <= ln2/2, a degree-6 polynomial for exp(r) (Cephes
-// coefficients, relative error ~2e-7), and 2^k assembled in the exponent bits. Inputs are clamped to
-// [-87.3, 88.3], so very negative arguments give ~1e-38 instead of 0 (harmless for a decay factor).
-inline vf vexp(vf x) {
+// 2^y for 8 floats: y = k + f with integer k and |f| <= 1/2, 2^f = 1 + f*q(f) with q of degree 4 (fitted for
+// relative error, at most 1.2e-7 over the interval), and 2^k written into the exponent bits. Adding 1.5*2^23 + 127
+// rounds y to an integer whose low mantissa bits are k + 127, so one shift turns them into the exponent field.
+// y is clamped to [-126, 126]: very negative arguments give 2^-126 ~ 1e-38 instead of 0 (harmless for a decay).
+// Callers fold log2(e) into their constants (exp(x) = 2^(x log2 e)).
+inline vf vexp2(vf y) {
 #if defined(__AVX__)
-  x = (vf)_mm256_min_ps(_mm256_max_ps((__m256)x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  y = (vf)_mm256_min_ps(_mm256_max_ps((__m256)y, _mm256_set1_ps(-126.0f)), _mm256_set1_ps(126.0f));
 #else
-  const vf lo = vf{} - 87.3f, hi = vf{} + 88.3f;
-  x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
+  const vf lo = vf{} - 126.0f, hi = vf{} + 126.0f;
+  y = y < lo ? lo : y;
+  y = y > hi ? hi : y;
 #endif
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
-  vf k = (x * 1.44269504088896341f + magic) - magic;
-  vf r = x - k * 0.693359375f;
-  r = r - k * -2.12194440e-4f;
-  vf p = vf{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  vi e = (__builtin_convertvector(k, vi) + 127) << 23;
+  const float magic = 12582912.0f + 127.0f;
+  const vf t = y + magic;
+  const vf f = y - (t - magic);
+  vf p = vf{} + 1.33022e-3f;
+  p = p * f + 9.67293e-3f;
+  p = p * f + 5.550615e-2f;
+  p = p * f + 2.4022217e-1f;
+  p = p * f + 6.9314706e-1f;
+  p = p * f + 1.0f;
+  vi e;
+  std::memcpy(&e, &t, sizeof(e));
+  e = e << 23;
   vf scale;
   std::memcpy(&scale, &e, sizeof(scale));
   return p * scale;
 }
 
-// float64 path (gradcheck, users who want double precision): libm exp per lane.
-inline vd vexp(vd x) {
+// float64 path (gradcheck, users who want double precision): libm per lane.
+inline vd vexp2(vd y) {
+  vd out = y;
+  for (int i = 0; i < 4; ++i) out[i] = std::exp2(y[i]);
+  return out;
+}
+
+constexpr double kLog2e = 1.4426950408889634;
+
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|). With v = e^-|x| in (0, 1] and s = v / (2 + v) <= 1/3,
+// log1p(v) = 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ... + s^10/11), truncation error below 1e-7. (torch returns x
+// itself above 20, where this formula agrees to float precision.)
+inline vf vsoftplus(vf x) {
+  const vf zero = vf{};
+  const vf negabs = x < -x ? x : -x;
+  const vf v = vexp2(negabs * (float)kLog2e);
+  const vf s = v / (v + 2.0f);
+  const vf s2 = s * s;
+  vf p = vf{} + 1.0f / 11.0f;
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f;
+  p = p * s2 + 1.0f / 3.0f;
+  p = p * s2 + 1.0f;
+  return (x > zero ? x : zero) + (s + s) * p;
+}
+
+inline vd vsoftplus(vd x) {
   vd out = x;
-  for (int i = 0; i < 4; ++i) out[i] = std::exp(x[i]);
+  for (int i = 0; i < 4; ++i) out[i] = x[i] > 20.0 ? x[i] : std::log1p(std::exp(x[i]));
   return out;
 }
 
@@ -96,6 +124,57 @@ inline T hsum(V v, int W) {
   for (int i = 0; i < W; ++i) s += v[i];
   return s;
 }
+
+// Per-channel-block state storage: a fixed array the compiler can keep in registers for the common N = 16, a heap
+// vector for any other N.
+template <typename V, int NS>
+struct StateBuf {
+  V a[NS];
+  explicit StateBuf(int64_t) {}
+  V* data() { return a; }
+};
+
+template <typename V>
+struct StateBuf<V, 0> {
+  std::vector<V> a;
+  explicit StateBuf(int64_t n) : a(n) {}
+  V* data() { return a.data(); }
+};
+
+// One time step for a block of channels: h[n] <- 2^(dt * A2[n]) h[n] + (dt u) B[n] (A2 = A log2 e), returning
+// sum_n C[n] h[n]. B and C are scalars shared by the block (broadcast). Two partial sums shorten the chain.
+template <typename V, typename T, int NS>
+inline V state_step(V* __restrict h, const V* __restrict A2, V dtv, V duv, const T* __restrict bt,
+                    const T* __restrict ct, int64_t n_state) {
+  const int64_t N = NS ? NS : n_state;
+  V y0 = V{}, y1 = V{};
+  int64_t n = 0;
+#pragma GCC unroll 16
+  for (; n + 2 <= N; n += 2) {
+    const V a0 = vexp2(dtv * A2[n]), a1 = vexp2(dtv * A2[n + 1]);
+    h[n] = a0 * h[n] + duv * bt[n];
+    h[n + 1] = a1 * h[n + 1] + duv * bt[n + 1];
+    y0 += h[n] * ct[n];
+    y1 += h[n + 1] * ct[n + 1];
+  }
+  if (n < N) {
+    const V a = vexp2(dtv * A2[n]);
+    h[n] = a * h[n] + duv * bt[n];
+    y0 += h[n] * ct[n];
+  }
+  return y0 + y1;
+}
+
+// Flush denormals to zero (and read them as zero) for the duration of a kernel call, restoring the caller's mode.
+// Decaying states underflow into the denormal range in long sequences, where x86 arithmetic on them is ~100x
+// slower; values below 1e-38 make no difference to any output.
+struct DenormalGuard {
+#if defined(__SSE__) || defined(__x86_64__)
+  unsigned int saved;
+  DenormalGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }
+  ~DenormalGuard() { _mm_setcsr(saved); }
+#endif
+};
 
 struct Dims {
   int64_t batch, dim, N, L, G, chunk;
@@ -142,13 +221,16 @@ void forward_item(const Dims& dm, const T* u, const T* dt, const T* A, const T* 
   const T* Bp = B + bg * N * L;
   const T* Cp = C + bg * N * L;
 
-  std::vector<V> Av(N), h(N), ub(TT), dtb(TT), yb(TT);
+  StateBuf<V, NS> A2buf(N), hbuf(N);
+  V* A2 = A2buf.data();
+  V* h = hbuf.data();
+  std::vector<V> ub(TT), dtb(TT), yb(TT);
   std::vector<T> Bt(TT * N), Ct(TT * N);
   V Dv = V{};
-  for (int64_t n = 0; n < N; ++n) Av[n] = V{}, h[n] = V{};
+  for (int64_t n = 0; n < N; ++n) A2[n] = V{}, h[n] = V{};
   for (int64_t t = 0; t < TT; ++t) ub[t] = V{}, dtb[t] = V{};
   for (int lane = 0; lane < nl; ++lane) {
-    for (int64_t n = 0; n < N; ++n) Av[n][lane] = A[(d0 + lane) * N + n];
+    for (int64_t n = 0; n < N; ++n) A2[n][lane] = A[(d0 + lane) * N + n] * (T)kLog2e;
     if (D) Dv[lane] = D[d0 + lane];
   }
 
@@ -164,30 +246,8 @@ void forward_item(const Dims& dm, const T* u, const T* dt, const T* A, const T* 
     load_bc(Bp, N, L, t0, tl, Bt.data());
     load_bc(Cp, N, L, t0, tl, Ct.data());
     for (int64_t t = 0; t < tl; ++t) {
-      const V dtv = dtb[t], uv = ub[t], duv = dtv * uv;
-      const T* bt = &Bt[t * N];
-      const T* ct = &Ct[t * N];
-      // four partial sums break the serial dependency of the reduction over n
-      V y0 = V{}, y1 = V{}, y2 = V{}, y3 = V{};
-      int64_t n = 0;
-      for (; n + 4 <= N; n += 4) {
-        const V a0 = vexp(dtv * Av[n]), a1 = vexp(dtv * Av[n + 1]);
-        const V a2 = vexp(dtv * Av[n + 2]), a3 = vexp(dtv * Av[n + 3]);
-        h[n] = a0 * h[n] + duv * bt[n];
-        h[n + 1] = a1 * h[n + 1] + duv * bt[n + 1];
-        h[n + 2] = a2 * h[n + 2] + duv * bt[n + 2];
-        h[n + 3] = a3 * h[n + 3] + duv * bt[n + 3];
-        y0 += h[n] * ct[n];
-        y1 += h[n + 1] * ct[n + 1];
-        y2 += h[n + 2] * ct[n + 2];
-        y3 += h[n + 3] * ct[n + 3];
-      }
-      for (; n < N; ++n) {
-        const V a = vexp(dtv * Av[n]);
-        h[n] = a * h[n] + duv * bt[n];
-        y0 += h[n] * ct[n];
-      }
-      yb[t] = ((y0 + y1) + (y2 + y3)) + Dv * uv;
+      const V dtv = dtb[t], uv = ub[t];
+      yb[t] = state_step<V, T, NS>(h, A2, dtv, dtv * uv, &Bt[t * N], &Ct[t * N], N) + Dv * uv;
     }
     store_block(yb.data(), L, t0, tl, nl, y + row0 * L);
   }
@@ -212,7 +272,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
   T* dBp = dB_part + ((s * dm.batch + b) * dm.G + g) * N * L;
   T* dCp = dC_part + ((s * dm.batch + b) * dm.G + g) * N * L;
 
-  std::vector<V> Av(nb * N), carry(nb * N), dAacc(nb * N), Dv(nb), dDacc(nb);
+  std::vector<V> Av(nb * N), A2v(nb * N), carry(nb * N), dAacc(nb * N), Dv(nb), dDacc(nb);
   std::vector<V> ub(TT), dtb(TT), dyb(TT), dub(TT), ddtb(TT), hstart(N), hbuf(TT * N), abuf(TT * N), g_(N);
   std::vector<V> dBacc(TT * N), dCacc(TT * N);
   std::vector<T> Bt(TT * N), Ct(TT * N);
@@ -222,10 +282,12 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
     const int nl = (int)std::min<int64_t>(W, g * P + P - d0);
     nls[kb] = nl;
     Dv[kb] = V{}, dDacc[kb] = V{};
-    for (int64_t n = 0; n < N; ++n) Av[kb * N + n] = V{}, carry[kb * N + n] = V{}, dAacc[kb * N + n] = V{};
+    for (int64_t n = 0; n < N; ++n)
+      Av[kb * N + n] = V{}, A2v[kb * N + n] = V{}, carry[kb * N + n] = V{}, dAacc[kb * N + n] = V{};
     for (int lane = 0; lane < nl; ++lane) {
       for (int64_t n = 0; n < N; ++n) {
         Av[kb * N + n][lane] = A[(d0 + lane) * N + n];
+        A2v[kb * N + n][lane] = A[(d0 + lane) * N + n] * (T)kLog2e;
         if (dlast) carry[kb * N + n][lane] = dlast[((b * dm.dim) + d0 + lane) * N + n];
       }
       if (D) Dv[kb][lane] = D[d0 + lane];
@@ -242,6 +304,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
       const int nl = nls[kb];
       const int64_t row0 = b * dm.dim + g * P + (k0 + kb) * W;
       const V* Ak = &Av[kb * N];
+      const V* A2k = &A2v[kb * N];
       for (int64_t t = 0; t < tl; ++t) ub[t] = V{}, dtb[t] = V{}, dyb[t] = V{};
       load_block(u + row0 * L, L, t0, tl, nl, ub.data());
       load_block(dt + row0 * L, L, t0, tl, nl, dtb.data());
@@ -258,7 +321,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
         V* hb = &hbuf[t * N];
         V* ab = &abuf[t * N];
         for (int64_t n = 0; n < N; ++n) {
-          const V a = vexp(dtv * Ak[n]);
+          const V a = vexp2(dtv * A2k[n]);
           g_[n] = a * g_[n] + duv * bt[n];
           hb[n] = g_[n];
           ab[n] = a;
@@ -339,11 +402,109 @@ void backward_range(const Dims& dm, int64_t S, const T* u, const T* dt, const T*
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Direction-fused scan for inference (SS2D, RSAL): K directions over the same L positions, direction k visiting
+// position index[k][t] at step t. For every direction the step sizes are softplus(dt_bias_k + W_k dts_k(p)), the
+// recurrence runs in that direction's order, and its outputs are added back at the positions they belong to:
+//
+//   y[p] = sum_k ssm_k(p) + (sum_k D_k) x[p]
+//
+// Gathering the K orders, the step-size projection, softplus, the scan and the merge happen in one pass, so none
+// of the (batch, K, D, L) tensors of the unfused path exist. No state is saved: there is no backward (training uses
+// the unfused path). Layouts, all contiguous:
+//   x, y   : (batch, L, D)        channels last, positions in raster order
+//   xdbl   : (batch, L, K, E)     E = R + 2N; for direction k at position p: [dts (R) | B (N) | C (N)]
+//   dtw    : (K, D, R)    dtb : (K, D)    A : (K, D, N)    Dsum : (D,) or null    index : (K, L) int64
+// item = (b, block of W channels): its inputs x[b, :, block] and the running sum over directions stay in two
+// L-long vector buffers (L1/L2 resident), so the random order of a curve costs no extra memory traffic.
+struct FusedDims {
+  int64_t batch, L, D, K, R, N;
+};
+
+template <typename T, int NS>
+void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,
+                const T* Dsum, const int64_t* index, T* y, int64_t item) {
+  typedef typename VecTraits<T>::V V;
+  constexpr int W = VecTraits<T>::W;
+  const int64_t N = NS ? NS : fd.N, L = fd.L, Dm = fd.D, K = fd.K, R = fd.R, E = R + 2 * N;
+  const int64_t nblk = (Dm + W - 1) / W, blk = item % nblk, b = item / nblk, d0 = blk * W;
+  const int nl = (int)std::min<int64_t>(W, Dm - d0);
+
+  std::vector<V> xb(L), acc(L), Wr(R);
+  StateBuf<V, NS> A2buf(N), hbuf(N);
+  V* A2 = A2buf.data();
+  V* h = hbuf.data();
+  for (int64_t p = 0; p < L; ++p) {
+    const T* src = x + (b * L + p) * Dm + d0;
+    V v = V{};
+    if (nl == W)
+      std::memcpy(&v, src, sizeof(V));
+    else
+      for (int lane = 0; lane < nl; ++lane) v[lane] = src[lane];
+    xb[p] = v;
+    acc[p] = V{};
+  }
+
+  for (int64_t k = 0; k < K; ++k) {
+    V bias = V{};
+    for (int64_t n = 0; n < N; ++n) A2[n] = V{}, h[n] = V{};
+    for (int64_t r = 0; r < R; ++r) Wr[r] = V{};
+    for (int lane = 0; lane < nl; ++lane) {
+      const int64_t kd = k * Dm + d0 + lane;
+      for (int64_t n = 0; n < N; ++n) A2[n][lane] = A[kd * N + n] * (T)kLog2e;
+      for (int64_t r = 0; r < R; ++r) Wr[r][lane] = dtw[kd * R + r];
+      bias[lane] = dtb[kd];
+    }
+    const int64_t* order = index + k * L;
+    const T* base = xdbl + (b * L * K + k) * E;
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t p = order[t];
+      const T* row = base + p * K * E;
+      // step-size projection with four partial sums (it is off the recurrence's critical path)
+      V s0 = bias, s1 = V{}, s2 = V{}, s3 = V{};
+      int64_t r = 0;
+      for (; r + 4 <= R; r += 4) {
+        s0 += Wr[r] * row[r];
+        s1 += Wr[r + 1] * row[r + 1];
+        s2 += Wr[r + 2] * row[r + 2];
+        s3 += Wr[r + 3] * row[r + 3];
+      }
+      for (; r < R; ++r) s0 += Wr[r] * row[r];
+      const V dtv = vsoftplus((s0 + s1) + (s2 + s3));
+      acc[p] += state_step<V, T, NS>(h, A2, dtv, dtv * xb[p], row + R, row + R + N, N);
+    }
+  }
+
+  V Dv = V{};
+  if (Dsum)
+    for (int lane = 0; lane < nl; ++lane) Dv[lane] = Dsum[d0 + lane];
+  for (int64_t p = 0; p < L; ++p) {
+    const V v = acc[p] + Dv * xb[p];
+    T* dst = y + (b * L + p) * Dm + d0;
+    if (nl == W)
+      std::memcpy(dst, &v, sizeof(V));
+    else
+      for (int lane = 0; lane < nl; ++lane) dst[lane] = v[lane];
+  }
+}
+
+template <typename T>
+void fused_range(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,
+                 const T* Dsum, const int64_t* index, T* y, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    if (fd.N == 16)
+      fused_item<T, 16>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i);
+    else
+      fused_item<T, 0>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i);
+  }
+}
+
 }  // namespace
 
 #define SSMAD_EXPORT extern "C" __attribute__((visibility("default")))
 
-SSMAD_EXPORT int ssmad_scan_abi_version() { return 1; }
+SSMAD_EXPORT int ssmad_scan_abi_version() { return 2; }
 
 SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<double>::W : VecTraits<float>::W; }
 
@@ -351,6 +512,7 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
   SSMAD_EXPORT int ssmad_scan_fwd_##SUFFIX(const T* u, const T* dt, const T* A, const T* B, const T* C, const T* D,    \
                                            T* y, T* last, T* ckpt, int64_t batch, int64_t dim, int64_t N, int64_t L,  \
                                            int64_t G, int64_t chunk, int64_t i0, int64_t i1) {                       \
+    DenormalGuard guard;                                                                                              \
     Dims dm{batch, dim, N, L, G, chunk};                                                                           \
     forward_range<T>(dm, u, dt, A, B, C, D, y, last, ckpt, i0, i1);                                                   \
     return 0;                                                                                                         \
@@ -359,9 +521,18 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
                                            const T* dy, const T* dlast, const T* ckpt, T* du, T* ddt, T* dA_part,     \
                                            T* dB_part, T* dC_part, T* dD_part, int64_t batch, int64_t dim, int64_t N, \
                                            int64_t L, int64_t G, int64_t chunk, int64_t S, int64_t i0, int64_t i1) {  \
+    DenormalGuard guard;                                                                                              \
     Dims dm{batch, dim, N, L, G, chunk};                                                                           \
     backward_range<T>(dm, S, u, dt, A, B, C, D, dy, dlast, ckpt, du, ddt, dA_part, dB_part, dC_part, dD_part, i0,    \
                       i1);                                                                                            \
+    return 0;                                                                                                         \
+  }                                                                                                                   \
+  SSMAD_EXPORT int ssmad_fused_fwd_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,        \
+                                            const T* Dsum, const int64_t* index, T* y, int64_t batch, int64_t L,      \
+                                            int64_t D, int64_t K, int64_t R, int64_t N, int64_t i0, int64_t i1) {     \
+    DenormalGuard guard;                                                                                              \
+    FusedDims fd{batch, L, D, K, R, N};                                                                               \
+    fused_range<T>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i0, i1);                                                 \
     return 0;                                                                                                         \
   }
 
