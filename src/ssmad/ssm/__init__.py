@@ -5,6 +5,7 @@ Only torch and numpy are needed here; nothing in this package imports a higher r
 
 from __future__ import annotations
 
+from .directional import directional_scan, directional_scan_ref
 from .interface import BACKENDS, available_backends, backend_available, resolve_backend, selective_scan
 from .reference import selective_scan_ref
 
@@ -12,6 +13,8 @@ __all__ = [
     "BACKENDS",
     "available_backends",
     "backend_available",
+    "directional_scan",
+    "directional_scan_ref",
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",

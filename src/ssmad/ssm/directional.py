@@ -1,0 +1,150 @@
+"""Multi-direction selective scan over one set of positions (the core of SS2D and RSAL), fused for inference.
+
+K directions visit the same L positions in different orders: direction ``k`` visits position ``index[k, t]`` at
+step ``t``. Each direction has its own step-size projection, ``A`` and ``D``; their outputs are summed back at the
+positions they belong to::
+
+    for every direction k (u_t = x[index[k, t]], likewise dts, B, C):
+        delta_t = softplus(dt_weight[k] @ dts_t + dt_bias[k])
+        out_k[index[k, t]] = selective_scan(u, delta, A[k], B, C, D[k])_t
+    y = sum_k out_k
+
+Inputs are channels last, which is what the layers produce anyway: ``x`` ``(batch, L, D)`` and ``xdbl``
+``(batch, L, K, R + 2N)`` holding each direction's ``[dts | B | C]`` at each position (one matmul of ``x`` with the
+stacked ``x_proj`` weights gives it in raster order, with no gathered copy of ``x``).
+
+:func:`directional_scan_ref` is the readable composition of gather → :func:`ssmad.ssm.selective_scan` → scatter,
+and is what runs whenever gradients are wanted. Without autograd on the ``cpu`` backend, :func:`directional_scan`
+runs the compiled kernel instead, which does the gathers, the projection to step sizes, softplus, the K scans and
+the merge in one pass without the ``(batch, K, D, L)`` temporaries of the composition.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from ..errors import MissingDependencyError
+from ._core import needs_grad
+from .interface import resolve_backend, selective_scan
+from .reference import compute_dtype
+
+#: Largest state size the fused kernel takes (its states live in fixed-size buffers beyond N = 16).
+MAX_FUSED_STATE = 64
+
+
+def _check(
+    x: Tensor, xdbl: Tensor, dt_weight: Tensor, dt_bias: Tensor, A: Tensor, D: Tensor | None, index: Tensor
+) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"directional_scan: x must be (batch, L, D), got shape {tuple(x.shape)}")
+    batch, length, dim = x.shape
+    if dt_weight.dim() != 3 or dt_weight.shape[1] != dim:
+        raise ValueError(f"directional_scan: dt_weight must be (K, {dim}, R), got {tuple(dt_weight.shape)}")
+    k, _, rank = dt_weight.shape
+    if A.dim() != 3 or tuple(A.shape[:2]) != (k, dim):
+        raise ValueError(f"directional_scan: A must be ({k}, {dim}, N), got {tuple(A.shape)}")
+    dstate = A.shape[2]
+    expected = {
+        "xdbl": (xdbl, (batch, length, k, rank + 2 * dstate)),
+        "dt_bias": (dt_bias, (k, dim)),
+        "index": (index, (k, length)),
+    }
+    if D is not None:
+        expected["D"] = (D, (k, dim))
+    for name, (t, shape) in expected.items():
+        if tuple(t.shape) != shape:
+            raise ValueError(f"directional_scan: {name} must have shape {shape}, got {tuple(t.shape)}")
+
+
+def directional_scan_ref(
+    x: Tensor,
+    xdbl: Tensor,
+    dt_weight: Tensor,
+    dt_bias: Tensor,
+    A: Tensor,
+    D: Tensor | None,
+    index: Tensor,
+    *,
+    backend: str = "reference",
+) -> Tensor:
+    """The multi-direction scan as gather → selective scan → scatter-add, one direction after the other.
+
+    Differentiable (through :func:`ssmad.ssm.selective_scan` with ``backend``). Arguments as in
+    :func:`directional_scan`.
+    """
+    _check(x, xdbl, dt_weight, dt_bias, A, D, index)
+    k, _, rank = dt_weight.shape
+    dstate = A.shape[2]
+    cdt = compute_dtype(x, xdbl, dt_weight, dt_bias, A, D)
+    y = x.new_zeros(x.shape, dtype=cdt)
+    for i in range(k):
+        order = index[i].long()
+        u = rearrange(x[:, order].to(cdt), "b l d -> b d l")
+        dts, B, C = torch.split(xdbl[:, order, i].to(cdt), [rank, dstate, dstate], dim=-1)
+        delta = torch.einsum("dr,blr->bdl", dt_weight[i].to(cdt), dts)
+        out = selective_scan(
+            u,
+            delta,
+            A[i].to(cdt),
+            rearrange(B, "b l n -> b n l").contiguous(),
+            rearrange(C, "b l n -> b n l").contiguous(),
+            None if D is None else D[i].to(cdt),
+            delta_bias=dt_bias[i].to(cdt),
+            delta_softplus=True,
+            backend=backend,
+        )
+        y = y.index_add(1, order, rearrange(out, "b d l -> b l d"))
+    return y
+
+
+def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype, d_state: int) -> bool:
+    """Whether :func:`directional_scan` runs the fused kernel for these settings (when no gradient is wanted)."""
+    if dtype not in (torch.float32, torch.float64) or d_state > MAX_FUSED_STATE:
+        return False
+    try:
+        return resolve_backend(backend, device) == "cpu"
+    except (MissingDependencyError, ValueError):  # reported by the scan itself when it runs
+        return False
+
+
+def directional_scan(
+    x: Tensor,
+    xdbl: Tensor,
+    dt_weight: Tensor,
+    dt_bias: Tensor,
+    A: Tensor,
+    D: Tensor | None,
+    index: Tensor,
+    *,
+    backend: str = "auto",
+) -> Tensor:
+    """Sum of K selective scans of the same positions visited in K orders (see the module docstring).
+
+    Args:
+        x: Inputs, channels last, positions in raster order, shape ``(batch, L, D)``.
+        xdbl: Per position and direction ``[dts (R) | B (N) | C (N)]``, shape ``(batch, L, K, R + 2N)``.
+        dt_weight: Step-size projections, shape ``(K, D, R)``.
+        dt_bias: Step-size biases (before softplus), shape ``(K, D)``.
+        A: State matrices (negative real), shape ``(K, D, N)``.
+        D: Skip terms, shape ``(K, D)``, or None.
+        index: ``index[k, t]`` = position visited at step ``t`` of direction ``k``, shape ``(K, L)``; each row a
+            permutation of ``0 .. L-1``.
+        backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``). The fused kernel
+            runs when it resolves to ``cpu``, inputs are float32/float64 and no gradient is wanted; otherwise the
+            composition :func:`directional_scan_ref` runs on that backend.
+
+    Returns:
+        Summed outputs, shape ``(batch, L, D)``, float32 (float64 for float64 inputs).
+    """
+    _check(x, xdbl, dt_weight, dt_bias, A, D, index)
+    cdt = compute_dtype(x, xdbl, dt_weight, dt_bias, A, D)
+    grad = needs_grad(x, xdbl, dt_weight, dt_bias, A, D)
+    if grad or not fused_available(backend, x.device, cdt, A.shape[2]):
+        return directional_scan_ref(x, xdbl, dt_weight, dt_bias, A, D, index, backend=backend)
+    from . import cpu
+
+    d_sum = None if D is None else D.to(cdt).sum(0)
+    args = (t.to(cdt) for t in (x, xdbl, dt_weight, dt_bias, A))
+    return cpu.directional_core(*args, d_sum, index)

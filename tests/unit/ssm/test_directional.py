@@ -1,0 +1,130 @@
+"""Multi-direction scan: the composition against a loop written here, and the fused CPU kernel against both."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ssmad.ssm import backend_available, directional_scan, directional_scan_ref
+
+needs_kernel = pytest.mark.skipif(not backend_available("cpu"), reason="no C++ compiler: the cpu backend is absent")
+
+
+def make_case(batch=2, length=11, dim=5, k=3, rank=2, dstate=4, *, dtype=torch.float64, seed=0, with_d=True):
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).to(dtype)
+
+    x = rnd(batch, length, dim)
+    xdbl = rnd(batch, length, k, rank + 2 * dstate, scale=0.7)
+    dt_weight = rnd(k, dim, rank, scale=0.5)
+    dt_bias = rnd(k, dim, scale=0.5) - 1.0
+    A = -(torch.rand(k, dim, dstate, generator=g) * 2 + 0.2).to(dtype)
+    D = rnd(k, dim) if with_d else None
+    index = torch.stack([torch.randperm(length, generator=g) for _ in range(k)])
+    return x, xdbl, dt_weight, dt_bias, A, D, index
+
+
+def loop_oracle(x, xdbl, dt_weight, dt_bias, A, D, index):
+    """Scalar loops over batch, direction, channel and step: the definition in the module docstring."""
+    batch, length, dim = x.shape
+    k, _, rank = dt_weight.shape
+    dstate = A.shape[-1]
+    y = torch.zeros(batch, length, dim, dtype=torch.float64)
+    for b in range(batch):
+        for i in range(k):
+            for d in range(dim):
+                h = [0.0] * dstate
+                for t in range(length):
+                    p = int(index[i, t])
+                    row = xdbl[b, p, i].tolist()
+                    raw = float(dt_bias[i, d]) + sum(float(dt_weight[i, d, r]) * row[r] for r in range(rank))
+                    dt = raw if raw > 20 else math.log1p(math.exp(raw))
+                    u = float(x[b, p, d])
+                    out = 0.0
+                    for n in range(dstate):
+                        h[n] = math.exp(dt * float(A[i, d, n])) * h[n] + dt * row[rank + n] * u
+                        out += row[rank + dstate + n] * h[n]
+                    if D is not None:
+                        out += float(D[i, d]) * u
+                    y[b, p, d] += out
+    return y
+
+
+@pytest.mark.parametrize("with_d", [True, False])
+def test_composition_matches_the_loop_definition(with_d: bool) -> None:
+    args = make_case(with_d=with_d)
+    torch.testing.assert_close(directional_scan_ref(*args), loop_oracle(*args), rtol=1e-10, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(batch=2, length=37, dim=13, k=4, rank=3, dstate=16),  # tail lanes (13 = 8 + 5), N = 16 fast path
+        dict(batch=1, length=64, dim=16, k=8, rank=4, dstate=5),  # generic (odd) N
+        dict(batch=2, length=1, dim=8, k=2, rank=1, dstate=16),  # a single position
+        dict(batch=3, length=20, dim=3, k=1, rank=6, dstate=2),  # fewer channels than lanes, rank not a multiple of 4
+    ],
+)
+def test_fused_kernel_matches_composition_float64(shape: dict) -> None:
+    args = make_case(**shape)
+    with torch.no_grad():
+        fused = directional_scan(*args, backend="cpu")
+        ref = directional_scan_ref(*args)
+    torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("with_d", [True, False])
+def test_fused_kernel_matches_composition_float32(with_d: bool) -> None:
+    args = make_case(batch=2, length=300, dim=24, k=8, rank=5, dstate=16, dtype=torch.float32, with_d=with_d)
+    with torch.no_grad():
+        fused = directional_scan(*args, backend="cpu")
+    ref = directional_scan_ref(*(None if t is None else t.double() for t in args[:-1]), args[-1])
+    assert fused.dtype == torch.float32
+    torch.testing.assert_close(fused.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+def test_underflowing_states_stay_exact_and_the_callers_float_mode_is_restored() -> None:
+    # steps ~ softplus(8) ~ 8 and A ~ -10 make every decay ~ e^-80: states sink into the denormal range, which the
+    # kernel flushes to zero; the outputs must not notice, and torch's own arithmetic must still keep denormals.
+    x, xdbl, dt_weight, dt_bias, A, D, index = make_case(length=200, dim=8, k=2, dtype=torch.float32)
+    dt_bias = dt_bias + 9.0
+    A = A * 5.0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the kernel then runs on this very thread
+    try:
+        with torch.no_grad():
+            fused = directional_scan(x, xdbl, dt_weight, dt_bias, A, D, index, backend="cpu")
+        tiny = torch.tensor([1e-39], dtype=torch.float32)
+        assert (tiny * 1.0).item() != 0.0  # not flushed: the kernel restored the mode
+    finally:
+        torch.set_num_threads(threads)
+    ref = directional_scan_ref(*(t.double() for t in (x, xdbl, dt_weight, dt_bias, A, D)), index)
+    torch.testing.assert_close(fused.double(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_go_through_the_composition() -> None:
+    x, xdbl, dt_weight, dt_bias, A, D, index = make_case(length=6, dim=3, k=2, rank=1, dstate=2)
+    x.requires_grad_(True)
+    dt_bias.requires_grad_(True)
+    y = directional_scan(x, xdbl, dt_weight, dt_bias, A, D, index, backend="auto")
+    assert y.grad_fn is not None
+    assert torch.autograd.gradcheck(
+        lambda x_, b_: directional_scan(x_, xdbl, dt_weight, b_, A, D, index), (x, dt_bias), fast_mode=True
+    )
+
+
+def test_shape_errors_name_the_argument() -> None:
+    x, xdbl, dt_weight, dt_bias, A, D, index = make_case()
+    with pytest.raises(ValueError, match="index"):
+        directional_scan(x, xdbl, dt_weight, dt_bias, A, D, index[:, :-1])
+    with pytest.raises(ValueError, match="xdbl"):
+        directional_scan(x, xdbl[..., :-1], dt_weight, dt_bias, A, D, index)
+    with pytest.raises(ValueError, match="A must be"):
+        directional_scan(x, xdbl, dt_weight, dt_bias, A[:1], D, index)
