@@ -31,10 +31,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 from ..errors import InputError
+from .droppath import DropPath
 from .ss2d import DirectionalSSM, _check_odd_kernel, resolve_dt_rank
 
 __all__ = ["RSAL", "PatchEmbed", "RSALBlock", "RSALNetwork"]
@@ -142,7 +142,12 @@ class RSAL(DirectionalSSM):
         _check_sequence(x, self.d_model, "RSAL")
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = self.act(self.conv1d(rearrange(x, "b l d -> b d l")))
-        y = rearrange(self.forward_core(x), "b d l -> b l d")
+        if self.use_fused(x):  # inference on the CPU kernel: both directions in one pass, no flipped copies
+            length = x.shape[-1]
+            forward = torch.arange(length, device=x.device)
+            y = self.scan_positions(rearrange(x, "b d l -> b l d"), torch.stack([forward, forward.flip(0)]))
+        else:
+            y = rearrange(self.forward_core(x), "b d l -> b l d")
         y = self.out_norm(y) * F.gelu(z)
         return self.dropout(self.out_proj(y))
 
@@ -235,7 +240,7 @@ class RSALNetwork(nn.Module):
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            trunc_normal_(module.weight, std=0.02)
+            nn.init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):

@@ -26,13 +26,14 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
 from ..scans import check_scan_name, direction_ids, direction_tables, gather_directions, merge_directions
 from ..ssm import selective_scan
+from ..ssm.directional import directional_scan, fused_available
 from ..ssm.init import a_log_init, d_init, dt_bias_init, dt_weight_init_, x_proj_weight_init
+from .droppath import DropPath
 
 __all__ = ["SS2D", "DirectionalSSM", "HSSBlock", "resolve_dt_rank"]
 
@@ -143,6 +144,46 @@ class DirectionalSSM(nn.Module):
             ),
         )
         return rearrange(out, "b (k d) l -> b k d l", k=k)
+
+    def use_fused(self, x: Tensor) -> bool:
+        """Whether :meth:`scan_positions` can replace gather → :meth:`scan_sequences` → merge for input ``x``.
+
+        True when no gradient is wanted (inference) and the scan backend resolves to the compiled CPU kernel.
+        """
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return False
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return fused_available(self.scan_backend, x.device, dtype, self.d_state)
+
+    def scan_positions(self, x: Tensor, index: Tensor) -> Tensor:
+        """Scan channels-last positions in the K orders of ``index`` and sum the outputs at their positions.
+
+        The same result as gathering the K sequences, :meth:`scan_sequences` and merging them back, computed by
+        :func:`ssmad.ssm.directional_scan` (one fused pass on the CPU kernel when no gradient is wanted). The
+        projections to ``[dts | B | C]`` are one matmul of ``x`` with the K stacked ``x_proj`` weights.
+
+        Args:
+            x: Channels-last inputs, shape ``(batch, L, d_inner)``.
+            index: ``index[k, t]`` = position visited at step ``t`` of direction ``k``, shape ``(K, L)``.
+
+        Returns:
+            Summed SSM outputs in float32 (float64 for float64 input), shape ``(batch, L, d_inner)``.
+        """
+        k = index.shape[0]
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        x = x.to(dtype)
+        weight = rearrange(self.x_proj_weight.to(dtype), "k e d -> d (k e)")
+        xdbl = rearrange(torch.matmul(x, weight), "b l (k e) -> b l k e", k=k)
+        return directional_scan(
+            x,
+            xdbl,
+            self.dt_projs_weight.to(dtype),
+            self.dt_projs_bias.to(dtype),
+            -torch.exp(self.A_logs.to(dtype)).view(k, self.d_inner, self.d_state),
+            self.Ds.to(dtype).view(k, self.d_inner),
+            index,
+            backend=self.scan_backend,
+        )
 
 
 class SS2D(DirectionalSSM):
@@ -256,10 +297,15 @@ class SS2D(DirectionalSSM):
                 f"SS2D expects a channels-last map (batch, H, W, {self.d_model}), got shape {tuple(x.shape)}; "
                 "permute (B, C, H, W) inputs with x.permute(0, 2, 3, 1)."
             )
-        h = x.shape[1]
+        h, w = x.shape[1:3]
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = self.act(self.conv2d(rearrange(x, "b h w d -> b d h w")))
-        y = rearrange(self.forward_core(x), "b d (h w) -> b h w d", h=h)
+        if self.use_fused(x):  # inference on the CPU kernel: no gathered copies, channels last throughout
+            index, _ = self.scan_tables(h, w, x.device)
+            y = self.scan_positions(rearrange(x, "b d h w -> b (h w) d"), index)
+            y = rearrange(y, "b (h w) d -> b h w d", h=h)
+        else:
+            y = rearrange(self.forward_core(x), "b d (h w) -> b h w d", h=h)
         y = self.out_norm(y) * F.silu(z)
         return self.dropout(self.out_proj(y))
 

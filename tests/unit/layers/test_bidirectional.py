@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ssmad.errors import ConfigError, InputError
 from ssmad.layers import RSAL, RSALNetwork
-from ssmad.ssm import selective_scan
+from ssmad.ssm import backend_available, selective_scan
 
 
 def _randomise(m: torch.nn.Module) -> None:
@@ -140,3 +140,17 @@ def test_float64_gradcheck() -> None:
     m = RSAL(4, d_state=2, scan_backend="reference").double()
     x = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@pytest.mark.skipif(not backend_available("cpu"), reason="no C++ compiler: the fused CPU path is absent")
+@pytest.mark.parametrize("length", [1, 9, 70])
+def test_rsal_inference_fast_path_matches_the_oracle(length: int) -> None:
+    m = RSAL(10, d_state=4, bias=True, scan_backend="cpu")  # d_inner = 20: two full channel blocks and a tail
+    _randomise(m)
+    x = torch.randn(2, length, 10)
+    with torch.no_grad():
+        assert m.use_fused(x)
+        fast = m(x)
+        expected = _oracle(m, x)
+    torch.testing.assert_close(fast, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast, m(x).detach(), rtol=1e-5, atol=1e-6)  # against the autograd path

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ssmad.errors import ConfigError, InputError
 from ssmad.layers import SS2D, HSSBlock, resolve_dt_rank
 from ssmad.scans import order
-from ssmad.ssm import selective_scan
+from ssmad.ssm import backend_available, selective_scan
 
 DIRECTIONS = {1: [0], 2: [0, 4], 4: [0, 1, 4, 5], 8: list(range(8))}  # spec A.6 / MambaAD forward_core
 
@@ -206,3 +206,33 @@ def test_float64_gradcheck_and_bfloat16_autocast() -> None:
         low = m32(x32)
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), m32(x32).detach(), rtol=0.05, atol=0.03)
+
+
+@pytest.mark.skipif(not backend_available("cpu"), reason="no C++ compiler: the fused CPU path is absent")
+@pytest.mark.parametrize(("scan_type", "num_directions", "h", "w"), [("hilbert", 8, 6, 6), ("zigzag", 4, 3, 5)])
+def test_inference_fast_path_matches_the_oracle_and_the_autograd_path(
+    scan_type: str, num_directions: int, h: int, w: int
+) -> None:
+    m = SS2D(12, d_state=4, num_directions=num_directions, scan_type=scan_type, bias=True, scan_backend="cpu")
+    _randomise(m)
+    x = torch.randn(2, h, w, 12)
+    with torch.no_grad():
+        assert m.use_fused(x)
+        fast = m(x)
+        expected = _oracle(m, x)
+    slow = m(x)  # gradients wanted: gather, grouped scan, merge
+    assert not m.use_fused(x)
+    torch.testing.assert_close(fast, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_fast_path_only_for_the_cpu_kernel_without_gradients() -> None:
+    x = torch.randn(1, 4, 4, 8)
+    with torch.no_grad():
+        assert not SS2D(8, d_state=2, scan_backend="reference").use_fused(x)
+        assert not SS2D(8, d_state=2, scan_backend="torch").use_fused(x)
+    m = SS2D(8, d_state=2, scan_backend="auto")
+    assert not m.use_fused(x)  # parameters require grad and grad mode is on
+    for p in m.parameters():
+        p.requires_grad_(False)
+    assert m.use_fused(x) == backend_available("cpu")  # frozen layer on a plain input: nothing to differentiate
