@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ConfigError, InputError
+from ..ssm import directional as _directional
 from ..ssm import interface as _scan_interface
 from .scan import MachineLimits, measure_machine
 
@@ -88,7 +89,8 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
     """Record the shape of every :func:`ssmad.ssm.selective_scan` call made inside the block.
 
     The function is replaced in :mod:`ssmad.ssm` and in every loaded ``ssmad`` module that imported it by name
-    (e.g. :mod:`ssmad.layers.ss2d`); the originals are restored on exit.
+    (e.g. :mod:`ssmad.layers.ss2d`), and the layers' fused inference path is switched off so that every scan goes
+    through it (the count is the model's, whichever implementation runs); the originals are restored on exit.
 
     Args:
         run: Run the real scan. With ``False`` the call returns zeros of the right shapes instead (the FLOP count
@@ -98,6 +100,7 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
         The list the calls are appended to, in call order.
     """
     original = _scan_interface.selective_scan
+    original_fused = _directional.fused_available
     calls: list[ScanCall] = []
 
     def recording(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, *args: object, **kwargs: object) -> object:
@@ -108,18 +111,25 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
         want_last = kwargs.get("return_last_state", args[5] if len(args) > 5 else False)
         return (out, u.new_zeros(u.shape[0], u.shape[1], A.shape[1])) if want_last else out
 
-    patched = [
-        module
-        for name, module in list(sys.modules.items())
-        if (name == "ssmad" or name.startswith("ssmad.")) and getattr(module, "selective_scan", None) is original
-    ]
+    def no_fusion(*args: object, **kwargs: object) -> bool:
+        return False
+
+    ours = [m for name, m in list(sys.modules.items()) if name == "ssmad" or name.startswith("ssmad.")]
+    patched = [m for m in ours if getattr(m, "selective_scan", None) is original]
+    # the fused inference path does the K scans of a layer in one kernel call, out of the recorder's sight: the
+    # layers take the composition (gather → one selective_scan per call → merge) while recording
+    unfused = [m for m in ours if getattr(m, "fused_available", None) is original_fused]
     for module in patched:
         module.selective_scan = recording  # type: ignore[attr-defined]
+    for module in unfused:
+        module.fused_available = no_fusion  # type: ignore[attr-defined]
     try:
         yield calls
     finally:
         for module in patched:
             module.selective_scan = original  # type: ignore[attr-defined]
+        for module in unfused:
+            module.fused_available = original_fused  # type: ignore[attr-defined]
 
 
 @dataclass

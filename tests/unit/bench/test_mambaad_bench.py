@@ -122,3 +122,18 @@ def test_tiny_end_to_end_run_writes_a_consistent_report(tmp_path, capsys) -> Non
         ratio = (m.infer_s / report.encoder_s) / (m.flops.total / report.encoder_flops.total)
         assert data["efficiency_ratio"][name] == pytest.approx(ratio)
         assert m.flops.total > report.encoder_flops.total  # encoder + decoder
+
+
+@pytest.mark.skipif(not ssm_package.backend_available("cpu"), reason="no C++ compiler: no fused inference path")
+def test_recorder_sees_the_scans_of_the_fused_inference_path_and_restores_it() -> None:
+    m = SS2D(8, d_state=4, num_directions=4, scan_backend="cpu").eval()
+    x = torch.randn(1, 3, 5, 8)
+    with torch.no_grad():
+        assert m.use_fused(x)
+        fused = m(x)
+        with record_scans() as calls:
+            assert not m.use_fused(x)  # the composition runs, one selective_scan call per layer
+            recorded = m(x)
+        assert m.use_fused(x)
+    assert len(calls) == 1 and (calls[0].dim, calls[0].length) == (4 * 16, 15)
+    torch.testing.assert_close(recorded, fused, rtol=1e-5, atol=1e-6)
