@@ -120,7 +120,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         bwd.argtypes = [p] * 15 + [i64] * 9
         bwd.restype = ctypes.c_int
         fused = getattr(lib, f"ssmad_fused_fwd_{suffix}")
-        fused.argtypes = [p] * 8 + [i64] * 8
+        fused.argtypes = [p] * 8 + [i64] * 11
         fused.restype = ctypes.c_int
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
 
@@ -258,12 +258,15 @@ def directional_core(
     batch, length, dim = x.shape
     k, _, rank = dt_weight.shape
     dstate = A.shape[-1]
-    x, xdbl, dt_weight, dt_bias, A = (t.contiguous() for t in (x, xdbl, dt_weight, dt_bias, A))
+    x, dt_weight, dt_bias, A = (t.contiguous() for t in (x, dt_weight, dt_bias, A))
+    if xdbl.stride(-1) != 1:  # any layout of the first three axes works; each [dts | B | C] row must be dense
+        xdbl = xdbl.contiguous()
     D_sum = None if D_sum is None else D_sum.contiguous()
     index = index.to(torch.int64).contiguous()
     y = torch.empty_like(x)
     lanes = 4 if x.dtype == torch.float64 else 8
     fn = lib.ssmad_fused_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_fused_fwd_f32
     ptrs = (x, xdbl, dt_weight, dt_bias, A, D_sum, index, y)
-    _run_parallel(fn, batch * math.ceil(dim / lanes), (*map(_ptr, ptrs), batch, length, dim, k, rank, dstate))
+    sizes = (batch, length, dim, k, rank, dstate, xdbl.stride(0), xdbl.stride(2), xdbl.stride(1))
+    _run_parallel(fn, batch * math.ceil(dim / lanes), (*map(_ptr, ptrs), *sizes))
     return y

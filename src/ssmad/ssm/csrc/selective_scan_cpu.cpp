@@ -414,12 +414,17 @@ void backward_range(const Dims& dm, int64_t S, const T* u, const T* dt, const T*
 // of the (batch, K, D, L) tensors of the unfused path exist. No state is saved: there is no backward (training uses
 // the unfused path). Layouts, all contiguous:
 //   x, y   : (batch, L, D)        channels last, positions in raster order
-//   xdbl   : (batch, L, K, E)     E = R + 2N; for direction k at position p: [dts (R) | B (N) | C (N)]
+//   xdbl   : (batch, L, K, E)     E = R + 2N; for direction k at position p: [dts (R) | B (N) | C (N)];
+//                                 any strides for the first three axes (e.g. a (batch, K, L, E) tensor's)
 //   dtw    : (K, D, R)    dtb : (K, D)    A : (K, D, N)    Dsum : (D,) or null    index : (K, L) int64
 // item = (b, block of W channels): its inputs x[b, :, block] and the running sum over directions stay in two
 // L-long vector buffers (L1/L2 resident), so the random order of a curve costs no extra memory traffic.
+constexpr int64_t kFusedChunk = 64;  // steps per pass-1 / pass-2 round
+constexpr int64_t kPrefetch = 32;    // steps between prefetching a row and reading it
+
 struct FusedDims {
   int64_t batch, L, D, K, R, N;
+  int64_t sb, sk, sl;  // element strides of xdbl along batch, direction and position (its last axis is dense)
 };
 
 template <typename T, int NS>
@@ -431,7 +436,8 @@ void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, co
   const int64_t nblk = (Dm + W - 1) / W, blk = item % nblk, b = item / nblk, d0 = blk * W;
   const int nl = (int)std::min<int64_t>(W, Dm - d0);
 
-  std::vector<V> xb(L), acc(L), Wr(R);
+  std::vector<V> xb(L), acc(L), Wr(R), dts(kFusedChunk), dus(kFusedChunk);
+  std::vector<const T*> rows(kFusedChunk);
   StateBuf<V, NS> A2buf(N), hbuf(N);
   V* A2 = A2buf.data();
   V* h = hbuf.data();
@@ -457,22 +463,38 @@ void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, co
       bias[lane] = dtb[kd];
     }
     const int64_t* order = index + k * L;
-    const T* base = xdbl + (b * L * K + k) * E;
-    for (int64_t t = 0; t < L; ++t) {
-      const int64_t p = order[t];
-      const T* row = base + p * K * E;
-      // step-size projection with four partial sums (it is off the recurrence's critical path)
-      V s0 = bias, s1 = V{}, s2 = V{}, s3 = V{};
-      int64_t r = 0;
-      for (; r + 4 <= R; r += 4) {
-        s0 += Wr[r] * row[r];
-        s1 += Wr[r + 1] * row[r + 1];
-        s2 += Wr[r + 2] * row[r + 2];
-        s3 += Wr[r + 3] * row[r + 3];
+    const T* base = xdbl + b * fd.sb + k * fd.sk;
+    for (int64_t t0 = 0; t0 < L; t0 += kFusedChunk) {
+      const int64_t tl = std::min<int64_t>(kFusedChunk, L - t0);
+      // Pass 1, steps independent of each other: fetch the rows, step sizes (projection + softplus) and dt*u.
+      // Done apart from the recurrence so that these long dependency chains overlap across steps instead of
+      // stalling every step of pass 2.
+      for (int64_t j = 0; j < tl; ++j) {
+        const int64_t p = order[t0 + j];
+        const T* row = base + p * fd.sl;
+        if (t0 + j + kPrefetch < L) {  // curves jump around memory: ask for the row needed kPrefetch steps later
+          const T* ahead = base + order[t0 + j + kPrefetch] * fd.sl;
+          __builtin_prefetch(ahead);
+          __builtin_prefetch(ahead + 64 / sizeof(T));
+          __builtin_prefetch(ahead + E - 1);
+        }
+        V s0 = bias, s1 = V{}, s2 = V{}, s3 = V{};
+        int64_t r = 0;
+        for (; r + 4 <= R; r += 4) {
+          s0 += Wr[r] * row[r];
+          s1 += Wr[r + 1] * row[r + 1];
+          s2 += Wr[r + 2] * row[r + 2];
+          s3 += Wr[r + 3] * row[r + 3];
+        }
+        for (; r < R; ++r) s0 += Wr[r] * row[r];
+        const V dtv = vsoftplus((s0 + s1) + (s2 + s3));
+        dts[j] = dtv;
+        dus[j] = dtv * xb[p];
+        rows[j] = row + R;
       }
-      for (; r < R; ++r) s0 += Wr[r] * row[r];
-      const V dtv = vsoftplus((s0 + s1) + (s2 + s3));
-      acc[p] += state_step<V, T, NS>(h, A2, dtv, dtv * xb[p], row + R, row + R + N, N);
+      // Pass 2: the recurrence, its outputs added at their positions.
+      for (int64_t j = 0; j < tl; ++j)
+        acc[order[t0 + j]] += state_step<V, T, NS>(h, A2, dts[j], dus[j], rows[j], rows[j] + N, N);
     }
   }
 
@@ -529,9 +551,10 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
   }                                                                                                                   \
   SSMAD_EXPORT int ssmad_fused_fwd_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,        \
                                             const T* Dsum, const int64_t* index, T* y, int64_t batch, int64_t L,      \
-                                            int64_t D, int64_t K, int64_t R, int64_t N, int64_t i0, int64_t i1) {     \
+                                            int64_t D, int64_t K, int64_t R, int64_t N, int64_t sb, int64_t sk,       \
+                                            int64_t sl, int64_t i0, int64_t i1) {                                     \
     DenormalGuard guard;                                                                                              \
-    FusedDims fd{batch, L, D, K, R, N};                                                                               \
+    FusedDims fd{batch, L, D, K, R, N, sb, sk, sl};                                                                   \
     fused_range<T>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i0, i1);                                                 \
     return 0;                                                                                                         \
   }
