@@ -128,3 +128,16 @@ def test_shape_errors_name_the_argument() -> None:
         directional_scan(x, xdbl[..., :-1], dt_weight, dt_bias, A, D, index)
     with pytest.raises(ValueError, match="A must be"):
         directional_scan(x, xdbl, dt_weight, dt_bias, A[:1], D, index)
+
+
+@needs_kernel
+def test_fused_kernel_reads_xdbl_through_its_strides() -> None:
+    x, xdbl, dt_weight, dt_bias, A, D, index = make_case(length=90, dim=9, k=4, rank=2, dstate=16)
+    direction_major = xdbl.permute(0, 2, 1, 3).contiguous()  # (batch, K, L, E) in memory
+    view = direction_major.permute(0, 2, 1, 3)  # the same values seen as (batch, L, K, E)
+    assert not view.is_contiguous()
+    with torch.no_grad():
+        strided = directional_scan(x, view, dt_weight, dt_bias, A, D, index, backend="cpu")
+    torch.testing.assert_close(
+        strided, directional_scan_ref(x, xdbl, dt_weight, dt_bias, A, D, index), rtol=1e-10, atol=1e-10
+    )
