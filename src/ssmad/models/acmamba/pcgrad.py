@@ -82,11 +82,11 @@ def pcgrad_backward(
                 g = g - dot / gj.dot(gj) * gj
         projected.append(g)
     merged = torch.stack(projected).sum(dim=0)
-    sizes = torch.tensor([p.numel() for p in params])
-    scale = torch.where(hits == k, 1.0 / k, 1.0).to(merged.dtype)
-    merged *= torch.repeat_interleave(scale, sizes).to(merged.device)
     offset = 0
-    for p in params:
+    for p, hit in zip(params, hits.tolist(), strict=True):
         n = p.numel()
-        p.grad = merged[offset : offset + n].view_as(p)
+        grad = merged[offset : offset + n].view_as(p)
+        if hit == k:  # reached by every loss: mean instead of sum
+            grad.div_(k)
+        p.grad = grad
         offset += n
