@@ -16,6 +16,10 @@ A scene is built in five steps (all from one seeded random stream):
    (``f`` a smooth unit-variance field, clipped to ±2).
 5. **Noise** — i.i.d. Gaussian noise of standard deviation ``noise_sigma`` (reflectance units) in every band.
 
+**Urban mosaic background** (``background="mosaic"``, opt-in; the default ``"mixture"`` above is unchanged
+byte for byte) replaces steps 1–2 by a mosaic of parcels, see :func:`_mosaic_background`; steps 3–5 (targets,
+illumination, noise) are the same.
+
 Difficulty is set by ``target_abundance`` (lower is harder), ``target_fraction``/``n_targets``, ``noise_sigma``
 and ``illumination``. At the defaults (100×100×180, about 0.5 % target pixels) global RX reaches an AUC of
 0.78 on average (0.61–0.93 over seeds 0–19), leaving room for learned detectors.
@@ -47,6 +51,21 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 MANIFEST_NAME = "ssmad_synthetic.json"
 BACKGROUND_MATERIALS: tuple[str, ...] = ("soil", "vegetation", "road", "roof")
+#: Background kinds: smooth abundance fields (the default) or an urban mosaic of single-material parcels.
+BACKGROUNDS: tuple[str, ...] = ("mixture", "mosaic")
+#: Default materials of the mosaic: every background (non-target) material of the shipped library.
+MOSAIC_MATERIALS: tuple[str, ...] = ("soil", "vegetation", "npv", "road", "roof", "concrete")
+#: Default mosaic options (see :func:`_mosaic_background`).
+MOSAIC_DEFAULTS: dict[str, Any] = {
+    "parcel_size": (3, 24),
+    "street_width": (1, 3),
+    "spectra_per_material": 3,
+    "within_variation": 0.3,
+    "parcel_gain": 0.1,
+    "texture": 0.03,
+}
+#: Sub-pixel grid of the mosaic layout: parcel edges fall on quarter-pixel positions.
+MOSAIC_SUPERSAMPLING = 4
 TARGET_MATERIALS: tuple[str, ...] = ("metal", "paint")
 MIN_SIDE = 8
 _MAT_HEADER_BYTES = 116
@@ -83,6 +102,11 @@ class SceneParts:
         target_labels: ``(H, W)`` int32, 0 off targets, ``t + 1`` on target ``t``.
         illumination: ``(H, W)`` brightness factor.
         clean: ``(H, W, B)`` float32 scene before noise.
+        parcels: mosaic only (else ``None``): ``(H, W)`` int32 id of the parcel covering most of each pixel.
+        parcel_share: mosaic only: ``(H, W)`` float32 share of the pixel that parcel covers (1 inside parcels,
+            below 1 on pixels a parcel edge crosses).
+        gain: mosaic only: ``(H, W)`` float32 brightness of the background before illumination (parcel gain ×
+            texture); the background spectrum is ``(abundances @ background_endmembers) · gain``.
     """
 
     cube: np.ndarray
@@ -97,6 +121,9 @@ class SceneParts:
     target_labels: np.ndarray
     illumination: np.ndarray
     clean: np.ndarray
+    parcels: np.ndarray | None = None
+    parcel_share: np.ndarray | None = None
+    gain: np.ndarray | None = None
 
 
 def _check_range(value: Sequence[float], name: str, lo: float, hi: float) -> tuple[float, float]:
@@ -171,6 +198,165 @@ def _place_targets(rng: np.random.Generator, h: int, w: int, sizes: Sequence[int
     return labels
 
 
+def _check_mosaic_options(options: dict[str, Any], h: int, w: int) -> dict[str, Any]:
+    """Validate the mosaic options (``None`` → :data:`MOSAIC_DEFAULTS`)."""
+    opts = {k: (MOSAIC_DEFAULTS[k] if v is None else v) for k, v in options.items()}
+    lo, hi = (round(v) for v in _check_range(opts["parcel_size"], "parcel_size", 1, max(h, w)))
+    if hi < 2 * lo:
+        raise InputError(
+            f"parcel_size={opts['parcel_size']!r}: the largest side must be at least twice the smallest so that "
+            "too large parcels can be split in two. Fix: pass e.g. (3, 24)."
+        )
+    street = opts["street_width"]
+    if street is not False:
+        street = tuple(round(v) for v in _check_range(street, "street_width", 1, max(h, w)))
+    k = opts["spectra_per_material"]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"spectra_per_material must be a positive integer, got {k!r}. Fix: pass e.g. 3.")
+    if not 0.0 <= opts["within_variation"] <= 0.5 or not 0.0 <= opts["parcel_gain"] < 1.0 or not opts["texture"] >= 0:
+        raise InputError(
+            "within_variation must be in [0, 0.5], parcel_gain in [0, 1) and texture ≥ 0, got "
+            f"{opts['within_variation']!r}, {opts['parcel_gain']!r}, {opts['texture']!r}. Fix: use the defaults "
+            "(0.3, 0.1, 0.03)."
+        )
+    return {**opts, "parcel_size": (lo, hi), "street_width": street, "spectra_per_material": int(k)}
+
+
+def _partition(
+    rng: np.random.Generator, h: int, w: int, size: tuple[int, int], street: tuple[int, int] | bool
+) -> list[tuple[int, int, int, int, bool]]:
+    """Split an ``h × w`` grid into rectangles ``(y0, y1, x0, x1, is_street)`` (guillotine cuts, depth first).
+
+    A rectangle whose longer side exceeds ``size[1]`` is always cut across that side, one whose longer side is at
+    least ``2·size[0]`` with probability ½, the cut falling uniformly where both parts keep ``size[0]``. Where the
+    longer side exceeds ``2·size[1]`` (a block, not a lot) the cut is a street: a strip ``street`` cells wide.
+    """
+    lo, hi = size
+    out: list[tuple[int, int, int, int, bool]] = []
+    stack = [(0, h, 0, w)]
+    while stack:
+        y0, y1, x0, x1 = stack.pop()
+        rows = y1 - y0 >= x1 - x0
+        length = (y1 - y0) if rows else (x1 - x0)
+        if length <= hi and (length < 2 * lo or rng.random() < 0.5):
+            out.append((y0, y1, x0, x1, False))
+            continue
+        width = 0
+        if street is not False and length > 2 * hi:
+            width = int(rng.integers(street[0], street[1] + 1))
+            if length - width < 2 * lo:
+                width = 0
+        cut = int(rng.integers(lo, length - lo - width + 1))
+        a0, a1, b0 = cut, cut + width, cut + width
+        base = y0 if rows else x0
+        pieces = [(base, base + a0), (base + b0, base + length)]
+        if rows:
+            if width:
+                out.append((base + a0, base + a1, x0, x1, True))
+            stack.extend((p0, p1, x0, x1) for p0, p1 in reversed(pieces))
+        else:
+            if width:
+                out.append((y0, y1, base + a0, base + a1, True))
+            stack.extend((y0, y1, p0, p1) for p0, p1 in reversed(pieces))
+    return out
+
+
+def _mosaic_background(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    pools: dict[str, np.ndarray],
+    materials: tuple[str, ...],
+    opts: dict[str, Any],
+) -> tuple[np.ndarray, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An urban mosaic background: single-material parcels, mixed only where a parcel edge crosses a pixel.
+
+    Each structural choice follows how the ABU scenes look (AVIRIS/ROSIS/HYDICE images of cities, airports and
+    coasts at 1.3–17 m per pixel: blocks of roofs, streets, parking lots and runways, lawns and fields, bare soil,
+    sand), not any detector's result:
+
+    * **Parcels** (``parcel_size`` ``(lo, hi)`` pixels per side) — such scenes are tilings of man-made and land
+      cover units with straight edges (buildings, lots, runways, fields), so the layout is a guillotine partition
+      into axis-aligned rectangles of varied size (:func:`_partition`), not a smooth field. Sides of 3–24 pixels
+      span a single roof or lot up to a field or an apron at these resolutions.
+    * **Streets** (``street_width`` pixels, ``False`` for none) — the large cuts of a city or an airport are roads
+      and runways: long strips crossing a whole block. They take a ``road`` spectrum when ``road`` is among the
+      materials (else a material like any parcel).
+    * **One material per parcel** — a roof, a lawn or a road is one surface: every parcel draws one material
+      (uniformly among ``materials``) and one spectrum of it. A scene holds only ``spectra_per_material``
+      spectra of each material (its palette), because the same few roofing and paving products, crops or soils
+      recur over many parcels of a real scene; so the background is multi-modal (a few dozen spectra, each
+      covering many pixels), not a continuum.
+    * **Within-parcel variation** — a surface is not uniform (weathered asphalt, grass of varying vigour, soil
+      of varying moisture): each parcel pixel mixes in up to ``within_variation`` of another palette spectrum
+      of the *same* material, following a smooth field (width 2 pixels), and its brightness varies by
+      ``texture`` (relative standard deviation, a field of width 0.7 pixels: surface roughness, roof facets,
+      crown shading).
+    * **Parcel brightness** — parcels of one material differ in brightness (roof orientation to the sun, age,
+      shade): each parcel's brightness is uniform in ``1 ± parcel_gain``.
+    * **Mixed pixels only at edges** — a pixel is a mixture only where a parcel edge crosses its footprint:
+      the layout is drawn on a grid :data:`MOSAIC_SUPERSAMPLING` times finer than the pixels, so edges fall at
+      sub-pixel positions, and each pixel's abundances are the areas each parcel covers in it (linear mixing).
+
+    Args:
+        rng: the scene's random stream.
+        h: rows.
+        w: columns.
+        pools: spectra ``(k, B)`` of each material.
+        materials: the background materials.
+        opts: validated options (:func:`_check_mosaic_options`).
+
+    Returns:
+        ``(endmembers (K, B), their materials (K,), abundances (H, W, K), parcels (H, W) int32,
+        parcel_share (H, W), gain (H, W))``; the background is ``(abundances @ endmembers) · gain``.
+    """
+    from scipy.stats import norm
+
+    f = MOSAIC_SUPERSAMPLING
+    palette: list[np.ndarray] = []
+    palette_material: list[str] = []
+    for m in materials:
+        pool = pools[m]
+        for i in sorted(rng.choice(len(pool), size=min(opts["spectra_per_material"], len(pool)), replace=False)):
+            palette.append(pool[int(i)])
+            palette_material.append(m)
+    endmembers = np.stack(palette).astype(np.float64)
+    of_material = {m: [k for k, pm in enumerate(palette_material) if pm == m] for m in materials}
+
+    lo, hi = opts["parcel_size"]
+    street = opts["street_width"]
+    street = street if street is False else (street[0] * f, street[1] * f)
+    rects = _partition(rng, h * f, w * f, (lo * f, hi * f), street)
+    n = len(rects)
+    main = np.empty(n, dtype=np.int64)
+    partner = np.empty(n, dtype=np.int64)
+    for p, (*_, is_street) in enumerate(rects):
+        m = "road" if is_street and "road" in of_material else materials[int(rng.integers(len(materials)))]
+        choices = of_material[m]
+        main[p] = choices[int(rng.integers(len(choices)))]
+        others = [k for k in choices if k != main[p]]
+        partner[p] = others[int(rng.integers(len(others)))] if others else main[p]
+    parcel_gain = rng.uniform(1.0 - opts["parcel_gain"], 1.0 + opts["parcel_gain"], size=n)
+
+    fine = np.empty((h * f, w * f), dtype=np.int64)
+    for p, (y0, y1, x0, x1, _) in enumerate(rects):
+        fine[y0:y1, x0:x1] = p
+    # Area share of every parcel in every pixel: count the fine cells of each parcel in each f × f block.
+    pixel = (np.arange(h * f)[:, None] // f) * w + np.arange(w * f)[None, :] // f
+    share = np.bincount((pixel * n + fine).ravel(), minlength=h * w * n).reshape(h, w, n) / (f * f)
+
+    variation = opts["within_variation"] * norm.cdf(smooth_noise(rng, (h, w), 2.0))
+    texture = 1.0 + opts["texture"] * np.clip(smooth_noise(rng, (h, w), 0.7), -2.0, 2.0)
+    abundances = np.zeros((h, w, len(palette)))
+    for p in range(n):
+        s = share[..., p]
+        abundances[..., main[p]] += s * (1.0 - variation)
+        abundances[..., partner[p]] += s * variation
+    gain = (share @ parcel_gain) * texture
+    parcels = share.argmax(axis=-1).astype(np.int32)
+    return endmembers, tuple(palette_material), abundances, parcels, share.max(axis=-1), gain
+
+
 def make_hsi_scene_parts(
     h: int = 100,
     w: int = 100,
@@ -179,7 +365,7 @@ def make_hsi_scene_parts(
     target_abundance: Sequence[float] = (0.05, 0.3),
     target_fraction: float | None = None,
     noise_sigma: float = 0.01,
-    background_materials: Sequence[str] = BACKGROUND_MATERIALS,
+    background_materials: Sequence[str] | None = None,
     target_materials: Sequence[str] = TARGET_MATERIALS,
     target_size: Sequence[int] = (1, 12),
     smoothness: float = 8.0,
@@ -187,6 +373,14 @@ def make_hsi_scene_parts(
     illumination: float = 0.05,
     seed: int | Sequence[int] = 0,
     library: SpectralLibrary | None = None,
+    *,
+    background: str = "mixture",
+    parcel_size: Sequence[int] | None = None,
+    street_width: Sequence[int] | bool | None = None,
+    spectra_per_material: int | None = None,
+    within_variation: float | None = None,
+    parcel_gain: float | None = None,
+    texture: float | None = None,
 ) -> SceneParts:
     """Build a scene and keep every intermediate; see :func:`make_hsi_scene` for the arguments."""
     for name, side in (("h", h), ("w", w)):
@@ -206,6 +400,25 @@ def make_hsi_scene_parts(
             "noise_sigma and illumination must be ≥ 0, smoothness > 0 and sharpness ≥ 0. Fix: use the defaults "
             "(0.01, 0.05, 8, 3)."
         )
+    if background not in BACKGROUNDS:
+        raise InputError(f"unknown background {background!r}. Fix: use one of {', '.join(BACKGROUNDS)}.")
+    mosaic_options = {
+        "parcel_size": parcel_size,
+        "street_width": street_width,
+        "spectra_per_material": spectra_per_material,
+        "within_variation": within_variation,
+        "parcel_gain": parcel_gain,
+        "texture": texture,
+    }
+    if background == "mosaic":
+        mosaic_options = _check_mosaic_options(mosaic_options, h, w)
+    elif given := sorted(k for k, v in mosaic_options.items() if v is not None):
+        raise InputError(
+            f"{', '.join(given)} only apply to background='mosaic', not to {background!r}. Fix: pass "
+            "background='mosaic' or drop them."
+        )
+    if background_materials is None:
+        background_materials = MOSAIC_MATERIALS if background == "mosaic" else BACKGROUND_MATERIALS
     background_materials = tuple(background_materials)
     target_materials = tuple(target_materials)
     if not background_materials or (not target_materials and (n_targets or target_fraction)):
@@ -218,13 +431,22 @@ def make_hsi_scene_parts(
         lib = lib.resample(int(bands))
     pools = {m: lib.of(m) for m in (*background_materials, *target_materials)}
 
-    endmembers = np.stack([pools[m][rng.integers(len(pools[m]))] for m in background_materials]).astype(np.float64)
-    fields = np.stack([smooth_noise(rng, (h, w), smoothness) for _ in background_materials], axis=-1)
-    logits = sharpness * fields
-    logits -= logits.max(axis=-1, keepdims=True)
-    abundances = np.exp(logits)
-    abundances /= abundances.sum(axis=-1, keepdims=True)
-    background = abundances @ endmembers  # (H, W, B)
+    mosaic: dict[str, np.ndarray] = {}
+    em_materials = background_materials
+    if background == "mosaic":
+        endmembers, em_materials, abundances, parcels, share, gain = _mosaic_background(
+            rng, h, w, pools, background_materials, mosaic_options
+        )
+        background_cube = (abundances @ endmembers) * gain[..., None]  # (H, W, B)
+        mosaic = {"parcels": parcels, "parcel_share": share.astype(np.float32), "gain": gain.astype(np.float32)}
+    else:
+        endmembers = np.stack([pools[m][rng.integers(len(pools[m]))] for m in background_materials]).astype(np.float64)
+        fields = np.stack([smooth_noise(rng, (h, w), smoothness) for _ in background_materials], axis=-1)
+        logits = sharpness * fields
+        logits -= logits.max(axis=-1, keepdims=True)
+        abundances = np.exp(logits)
+        abundances /= abundances.sum(axis=-1, keepdims=True)
+        background_cube = abundances @ endmembers  # (H, W, B)
 
     sizes = _target_sizes(
         rng, int(n_targets), None if target_fraction is None else float(target_fraction), (s_lo, s_hi), h * w
@@ -239,10 +461,10 @@ def make_hsi_scene_parts(
     )
     t_abund = rng.uniform(a_lo, a_hi, size=len(sizes))
     a_map = np.zeros((h, w))
-    mixed = background.copy()
+    mixed = background_cube.copy()
     on = labels > 0
     a_map[on] = t_abund[labels[on] - 1]
-    mixed[on] = (1.0 - a_map[on, None]) * background[on] + a_map[on, None] * t_spectra[labels[on] - 1]
+    mixed[on] = (1.0 - a_map[on, None]) * background_cube[on] + a_map[on, None] * t_spectra[labels[on] - 1]
 
     light = 1.0 + illumination * np.clip(smooth_noise(rng, (h, w), 2.0 * smoothness), -2.0, 2.0)
     clean = mixed * light[..., None]
@@ -252,7 +474,7 @@ def make_hsi_scene_parts(
         gt=on.astype(np.uint8),
         wavelengths=lib.wavelengths.astype(np.float32),
         background_endmembers=endmembers.astype(np.float32),
-        background_materials=background_materials,
+        background_materials=tuple(em_materials),
         abundances=abundances.astype(np.float32),
         target_spectra=t_spectra.astype(np.float32),
         target_materials=t_materials,
@@ -260,6 +482,7 @@ def make_hsi_scene_parts(
         target_labels=labels,
         illumination=light.astype(np.float32),
         clean=clean.astype(np.float32),
+        **mosaic,
     )
 
 
@@ -271,13 +494,21 @@ def make_hsi_scene(
     target_abundance: Sequence[float] = (0.05, 0.3),
     target_fraction: float | None = None,
     noise_sigma: float = 0.01,
-    background_materials: Sequence[str] = BACKGROUND_MATERIALS,
+    background_materials: Sequence[str] | None = None,
     target_materials: Sequence[str] = TARGET_MATERIALS,
     target_size: Sequence[int] = (1, 12),
     smoothness: float = 8.0,
     sharpness: float = 3.0,
     illumination: float = 0.05,
     seed: int | Sequence[int] = 0,
+    *,
+    background: str = "mixture",
+    parcel_size: Sequence[int] | None = None,
+    street_width: Sequence[int] | bool | None = None,
+    spectra_per_material: int | None = None,
+    within_variation: float | None = None,
+    parcel_gain: float | None = None,
+    texture: float | None = None,
 ) -> HSIScene:
     """An ABU-like hyperspectral scene with sub-pixel targets.
 
@@ -292,23 +523,39 @@ def make_hsi_scene(
             into as many targets as needed.
         noise_sigma: standard deviation of the additive Gaussian noise (reflectance units).
         background_materials: materials of the background endmembers (one endmember each, 3–5 is typical):
-            soil, vegetation, npv, road, roof, concrete, paint, metal, glass.
+            soil, vegetation, npv, road, roof, concrete, paint, metal, glass. ``None``: :data:`BACKGROUND_MATERIALS`
+            (soil, vegetation, road, roof), or for the mosaic :data:`MOSAIC_MATERIALS` (all six non-target
+            materials: soil, vegetation, npv, road, roof, concrete).
         target_materials: materials targets are drawn from.
         target_size: ``(min, max)`` pixels per target blob.
         smoothness: Gaussian width (pixels) of the abundance fields.
         sharpness: softmax gain of the abundance fields (higher: purer patches).
         illumination: relative amplitude of the smooth brightness variation.
         seed: non-negative integer (or sequence of them); the same arguments give identical arrays.
+        background: ``"mixture"`` (default: smooth abundance fields of one endmember per material) or
+            ``"mosaic"`` (an urban mosaic of single-material parcels; ``smoothness`` and ``sharpness`` are then
+            unused). The options below apply to the mosaic only (``None``: :data:`MOSAIC_DEFAULTS`); see
+            :func:`_mosaic_background` for what each models.
+        parcel_size: ``(min, max)`` parcel side in pixels (max ≥ 2·min; default (3, 24)).
+        street_width: ``(min, max)`` width in pixels of the streets cutting large blocks, ``False`` for none
+            (default (1, 3)).
+        spectra_per_material: spectra of each material in the scene's palette (default 3).
+        within_variation: largest share of a second same-material spectrum inside a parcel (default 0.3).
+        parcel_gain: parcel brightness is uniform in ``1 ± parcel_gain`` (default 0.1).
+        texture: relative standard deviation of the pixel-scale brightness texture (default 0.03).
 
     Returns:
         :class:`HSIScene` ``(cube (H, W, B) float32, gt (H, W) uint8, wavelengths (B,) float32 nm)``.
 
     Raises:
-        InputError: Bad sizes, ranges, materials or seed, or targets that do not fit in the scene.
+        InputError: Bad sizes, ranges, materials, seed or mosaic options, mosaic options without
+            ``background="mosaic"``, or targets that do not fit in the scene.
     """
     parts = make_hsi_scene_parts(
         h, w, bands, n_targets, target_abundance, target_fraction, noise_sigma, background_materials,
-        target_materials, target_size, smoothness, sharpness, illumination, seed,
+        target_materials, target_size, smoothness, sharpness, illumination, seed, background=background,
+        parcel_size=parcel_size, street_width=street_width, spectra_per_material=spectra_per_material,
+        within_variation=within_variation, parcel_gain=parcel_gain, texture=texture,
     )  # fmt: skip
     return HSIScene(parts.cube, parts.gt, parts.wavelengths)
 
