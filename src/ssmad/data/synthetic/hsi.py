@@ -297,6 +297,11 @@ def _mosaic_background(
     * **Mixed pixels only at edges** — a pixel is a mixture only where a parcel edge crosses its footprint:
       the layout is drawn on a grid :data:`MOSAIC_SUPERSAMPLING` times finer than the pixels, so edges fall at
       sub-pixel positions, and each pixel's abundances are the areas each parcel covers in it (linear mixing).
+      Inside a parcel only the same-material variation above mixes spectra.
+
+    Not modelled: the shipped library has no water spectrum, so the water of the beach scenes is absent (bare
+    ground such as sand is drawn from the ``soil`` spectra), and there are no cast shadows beyond the parcel
+    brightness range.
 
     Args:
         rng: the scene's random stream.
