@@ -151,6 +151,42 @@ def test_pcgrad_backward_shared_and_private_parameters() -> None:
     torch.testing.assert_close(p2.grad, (g1p[3:] + g2p[3:]))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pcgrad_backward_equals_project_conflicting_with_three_losses(seed: int) -> None:
+    """Random conflicting gradients of three losses (one parameter shared by all, others by some): the
+    coefficient-space projections must give what the readable vector version gives, for the same visiting order."""
+    torch.manual_seed(seed)
+    params = [
+        torch.nn.Parameter(torch.randn(5)),
+        torch.nn.Parameter(torch.randn(3)),
+        torch.nn.Parameter(torch.randn(4)),
+    ]
+    directions = [torch.randn(12) for _ in range(3)]
+    uses = [(0, 1, 2), (0, 1), (0, 2)]  # which parameters each loss reaches
+
+    def losses() -> list[torch.Tensor]:
+        out = []
+        for d, used in zip(directions, uses, strict=True):
+            pieces = d.split([p.numel() for p in params])
+            out.append(sum((params[i] @ pieces[i]) + 0.1 * (params[i] ** 2).sum() for i in used))
+        return out
+
+    flat_grads, reached = [], []
+    for loss in losses():
+        gs = torch.autograd.grad(loss, params, allow_unused=True)
+        flat_grads.append(
+            torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, gs, strict=True)])
+        )
+        reached.append(torch.cat([torch.full((p.numel(),), g is not None) for p, g in zip(params, gs, strict=True)]))
+    conflicts = sum(float(flat_grads[i] @ flat_grads[j]) < 0 for i in range(3) for j in range(i + 1, 3))
+    expected = project_conflicting(flat_grads, reached, torch.Generator().manual_seed(7))
+    pcgrad_backward(losses(), params, torch.Generator().manual_seed(7))
+    got = torch.cat([p.grad.reshape(-1) for p in params])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert conflicts >= 1  # a projection is exercised
+    assert not all(r.all() for r in reached)  # and the sum on parameters some losses do not reach
+
+
 # -- network ---------------------------------------------------------------------------------------------------------
 def test_network_branches_and_average() -> None:
     torch.manual_seed(0)

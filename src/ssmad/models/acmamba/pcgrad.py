@@ -72,16 +72,25 @@ def pcgrad_backward(
         parts = [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, gs, strict=True)]
         flats.append(torch.cat(parts))
         hits += torch.tensor([g is not None for g in gs], dtype=torch.long)
-    projected = []
+    # Every projected g_i stays in the span of the original gradients, so the projections run on coefficients
+    # against their Gram matrix (k² dot products) and the big vectors are combined once at the end — the same
+    # result as project_conflicting's vector arithmetic, without a (K, P) temporary per step.
+    gram = torch.empty(k, k, dtype=torch.float64)
     for i in range(k):
-        g = flats[i]
+        for j in range(i, k):
+            gram[i, j] = gram[j, i] = float(torch.dot(flats[i], flats[j]))
+    weights = torch.zeros(k, dtype=torch.float64)  # merged sum = Σ_j weights[j] g_j
+    for i in range(k):
+        coef = torch.zeros(k, dtype=torch.float64)
+        coef[i] = 1.0
         for j in torch.randperm(k, generator=generator).tolist():
-            gj = flats[j]
-            dot = torch.dot(g, gj)
+            dot = float(coef @ gram[:, j])  # g_i' · g_j
             if dot < 0:
-                g = g - dot / gj.dot(gj) * gj
-        projected.append(g)
-    merged = torch.stack(projected).sum(dim=0)
+                coef[j] -= dot / float(gram[j, j])
+        weights += coef
+    merged = flats[0] * float(weights[0])
+    for j in range(1, k):
+        merged.add_(flats[j], alpha=float(weights[j]))
     offset = 0
     for p, hit in zip(params, hits.tolist(), strict=True):
         n = p.numel()
