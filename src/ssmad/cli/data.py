@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="background materials (default soil vegetation road roof)")  # fmt: skip
     h.add_argument("--targets", nargs="+", default=None, metavar="MATERIAL",
                    help="target materials (default metal paint)")  # fmt: skip
+    h.add_argument("--mosaic", action="store_true",
+                   help="urban-mosaic background: parcels of one material each with streets, texture and mixed "
+                   "pixels only along edges (default: smooth mixtures of the background materials)")  # fmt: skip
     h.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     h.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     h.set_defaults(func=run_hsi)
@@ -157,6 +160,8 @@ def run_hsi(args: argparse.Namespace) -> int:
         kwargs["background_materials"] = tuple(args.background)
     if args.targets:
         kwargs["target_materials"] = tuple(args.targets)
+    if args.mosaic:
+        kwargs["background"] = "mosaic"
     summary = write_hsi_scenes(args.out, n_scenes=args.scenes, seed=args.seed, overwrite=args.overwrite, **kwargs)
     print(f"wrote {len(summary['files'])} scene(s) to {summary['root']}")
     for scene in summary["scenes"]:

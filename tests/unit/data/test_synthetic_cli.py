@@ -59,6 +59,18 @@ def test_synth_hsi_writes_mat_scenes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "not empty" in capsys.readouterr().err
 
 
+def test_synth_hsi_mosaic_writes_the_generators_mosaic_scene(tmp_path: Path) -> None:
+    from ssmad.data.synthetic.hsi import make_hsi_scene
+
+    out = tmp_path / "mosaic"
+    assert main(["data", "synth", "hsi", "--out", str(out), "--size", "40x30", "--bands", "12", "--mosaic"]) == 0
+    cube = scipy.io.loadmat(out / "synthetic-000.mat")["data"]
+    mosaic, _, _ = make_hsi_scene(40, 30, 12, seed=(0, 0), background="mosaic")
+    mixture, _, _ = make_hsi_scene(40, 30, 12, seed=(0, 0))
+    np.testing.assert_allclose(cube, mosaic, rtol=1e-6)
+    assert not np.allclose(cube, mixture, rtol=1e-3)  # the flag changed the background
+
+
 @pytest.mark.parametrize("size", ["100by100", "x5", "", "3x3"])
 def test_synth_hsi_bad_size_is_exit_2(tmp_path: Path, size: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "synth", "hsi", "--out", str(tmp_path / "h"), "--size", size, "--bands", "4"]) == 2
