@@ -153,7 +153,7 @@ class DirectionalSSM(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return False
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        return fused_available(self.scan_backend, x.device, dtype, self.d_state)
+        return fused_available(self.scan_backend, x.device, dtype)
 
     def scan_positions(self, x: Tensor, index: Tensor) -> Tensor:
         """Scan channels-last positions in the K orders of ``index`` and sum the outputs at their positions.

@@ -30,9 +30,6 @@ from ._core import needs_grad
 from .interface import resolve_backend, selective_scan
 from .reference import compute_dtype
 
-#: Largest state size the fused kernel takes (its states live in fixed-size buffers beyond N = 16).
-MAX_FUSED_STATE = 64
-
 
 def _check(
     x: Tensor, xdbl: Tensor, dt_weight: Tensor, dt_bias: Tensor, A: Tensor, D: Tensor | None, index: Tensor
@@ -99,9 +96,9 @@ def directional_scan_ref(
     return y
 
 
-def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype, d_state: int) -> bool:
+def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype) -> bool:
     """Whether :func:`directional_scan` runs the fused kernel for these settings (when no gradient is wanted)."""
-    if dtype not in (torch.float32, torch.float64) or d_state > MAX_FUSED_STATE:
+    if dtype not in (torch.float32, torch.float64):
         return False
     try:
         return resolve_backend(backend, device) == "cpu"
@@ -141,7 +138,7 @@ def directional_scan(
     _check(x, xdbl, dt_weight, dt_bias, A, D, index)
     cdt = compute_dtype(x, xdbl, dt_weight, dt_bias, A, D)
     grad = needs_grad(x, xdbl, dt_weight, dt_bias, A, D)
-    if grad or not fused_available(backend, x.device, cdt, A.shape[2]):
+    if grad or not fused_available(backend, x.device, cdt):
         return directional_scan_ref(x, xdbl, dt_weight, dt_bias, A, D, index, backend=backend)
     from . import cpu
 

@@ -68,6 +68,7 @@ def test_composition_matches_the_loop_definition(with_d: bool) -> None:
         dict(batch=1, length=64, dim=16, k=8, rank=4, dstate=5),  # generic (odd) N
         dict(batch=2, length=1, dim=8, k=2, rank=1, dstate=16),  # a single position
         dict(batch=3, length=20, dim=3, k=1, rank=6, dstate=2),  # fewer channels than lanes, rank not a multiple of 4
+        dict(batch=1, length=12, dim=8, k=2, rank=2, dstate=70),  # a large state: heap buffers, no size cap
     ],
 )
 def test_fused_kernel_matches_composition_float64(shape: dict) -> None:
