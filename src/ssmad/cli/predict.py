@@ -1,4 +1,3 @@
-# Owned by the engine engineer (image runs); hyperspectral inputs are dispatched to ssmad.cli._hsi.run_hsi_predict.
 """``ssmad predict``: score new images with a trained run, or hyperspectral cubes with a per-scene detector.
 
 Images (a run of ``ssmad train`` or a folder written by ``det.save``)::

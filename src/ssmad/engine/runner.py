@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """Whole runs behind ``ssmad train``, ``ssmad test`` and ``ssmad predict``.
 
 :func:`train_run` — discover the data, claim a run folder, write ``config.yaml`` at once (so even a failed run

