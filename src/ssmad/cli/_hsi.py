@@ -9,7 +9,8 @@
 
 Per scene and model: ``<scene>.npy`` (the ``(H, W)`` float64 map, higher = more anomalous), ``<scene>.png`` (image
 | ground truth | score map | overlay) and, when the scene has a ground truth, ``<scene>.json`` (the 3-D ROC
-metrics ``AUC_DF``, ``AUC_Dtau``, ``AUC_Ftau``, … and the seconds taken). The main model writes into ``--out``,
+metrics ``AUC_DF``, ``AUC_Dtau``, ``AUC_Ftau``, …, the seconds taken and, for ACMamba, its ``diagnostics``: region
+homogeneity, gradient conflict, RSAL directions; also in the panel's caption). The main model writes into ``--out``,
 the comparison models (``--compare``; for a folder ``rx,lrx`` by default) into ``--out/<model>/``. A folder ends
 with a per-scene + mean table of every model side by side, also written as ``summary.json`` / ``summary.csv``.
 
@@ -166,6 +167,20 @@ def output_paths(out: Path, scene: str, model: str, main: str) -> dict[str, Path
     return {"npy": folder / f"{scene}.npy", "png": folder / f"{scene}.png", "json": folder / f"{scene}.json"}
 
 
+def diagnostics_caption(diag: dict[str, Any]) -> str:
+    """One line for the panel: region count, homogeneity ratio (flagged when high), share of PCGrad projections."""
+    parts = [f"{diag['n_regions']} regions"]
+    if diag.get("homogeneity_ratio") is not None:
+        flag = " (high: try a smaller psi)" if diag.get("homogeneity_warning") else ""
+        parts.append(f"homogeneity {diag['homogeneity_ratio']:.3f}{flag}")
+    if diag.get("conflict_fraction") is not None:
+        cos = diag.get("conflict_cosine_mean")
+        parts.append(f"gradient conflict {100 * diag['conflict_fraction']:.0f}% of steps (mean cos {cos:+.2f})")
+    if diag.get("rsal_directions", 2) != 2:
+        parts.append(f"{diag['rsal_directions']}-direction RSAL")
+    return " · ".join(parts)
+
+
 def run_job(
     scene_path: Path,
     model: str,
@@ -232,12 +247,16 @@ def run_job(
             record["timings"] = det.timings_
         if hasattr(det, "n_regions_"):
             record["n_regions"] = int(det.n_regions_)
+        diagnostics = getattr(det, "diagnostics_", None) if hasattr(det, "conflict_cosine_") else None
+        if diagnostics is not None:
+            record["diagnostics"] = diagnostics
         write_text_atomic(paths["json"], json.dumps(record, indent=2, default=str), overwrite=overwrite)
         result.outputs.append(str(paths["json"]))
         if png:
             from ..viz.hsi import save_hsi_panel
 
-            save_hsi_panel(paths["png"], cube, amap, gt, overwrite=overwrite, caption=f"{scene} — {model}")
+            caption = f"{scene} — {model}" + (f" · {diagnostics_caption(diagnostics)}" if diagnostics else "")
+            save_hsi_panel(paths["png"], cube, amap, gt, overwrite=overwrite, caption=caption)
             result.outputs.append(str(paths["png"]))
     except (InputError, ConfigError) as err:
         result.error, result.input_error = str(err), True

@@ -66,6 +66,8 @@ class RSAL(DirectionalSSM):
         conv_bias: Bias in the depthwise convolution.
         bias: Bias in ``in_proj`` and ``out_proj``.
         scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``).
+        directions: 2 = forward and reversed scans (ACMamba), 1 = the forward scan only (an ablation); each
+            direction has its own SSM parameters.
     """
 
     def __init__(
@@ -84,11 +86,14 @@ class RSAL(DirectionalSSM):
         conv_bias: bool = True,
         bias: bool = False,
         scan_backend: str = "auto",
+        directions: int = 2,
     ) -> None:
+        if directions not in (1, 2):
+            raise ValueError(f"RSAL scans in 1 or 2 directions, got directions={directions!r}")
         d_inner = int(expand * d_model)
         super().__init__(
             d_inner,
-            2,
+            directions,
             d_state=d_state,
             dt_rank=resolve_dt_rank(dt_rank, d_model),
             dt_min=dt_min,
@@ -125,8 +130,10 @@ class RSAL(DirectionalSSM):
             x: Sequence after the convolution and SiLU, shape ``(batch, d_inner, L)``.
 
         Returns:
-            ``y_fwd + flip(y_bwd)`` (float32), shape ``(batch, d_inner, L)``.
+            ``y_fwd + flip(y_bwd)`` (``y_fwd`` alone with one direction), float32, shape ``(batch, d_inner, L)``.
         """
+        if self.num_sequences == 1:
+            return self.scan_sequences(x.unsqueeze(1))[:, 0]
         ys = self.scan_sequences(torch.stack([x, x.flip(-1)], dim=1))
         return ys[:, 0] + ys[:, 1].flip(-1)
 
@@ -145,7 +152,8 @@ class RSAL(DirectionalSSM):
         if self.use_fused(x):  # inference on the CPU kernel: both directions in one pass, no flipped copies
             length = x.shape[-1]
             forward = torch.arange(length, device=x.device)
-            y = self.scan_positions(rearrange(x, "b d l -> b l d"), torch.stack([forward, forward.flip(0)]))
+            orders = [forward, forward.flip(0)][: self.num_sequences]
+            y = self.scan_positions(rearrange(x, "b d l -> b l d"), torch.stack(orders))
         else:
             y = rearrange(self.forward_core(x), "b d l -> b l d")
         y = self.out_norm(y) * F.gelu(z)
@@ -155,7 +163,7 @@ class RSAL(DirectionalSSM):
         """Hyper-parameters shown by ``print(module)``."""
         return (
             f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, "
-            f"scan_backend={self.scan_backend!r}"
+            f"directions={self.num_sequences}, scan_backend={self.scan_backend!r}"
         )
 
 

@@ -12,6 +12,7 @@ switch              default                    ablation
 ``gradient_surgery``  ``True``                 ``False``: plain sum of the two losses instead of PCGrad
 ``masking``         ``True``                   ``False``: no difficulty-aware masking (M = 1 always)
 ``rx_fusion``       ``True``                   ``False``: score = pixel reconstruction error only
+``rsal_directions`` ``2``                      ``1``: forward-only RSAL scans (no reversed scan)
 ==================  =========================  ==============================================================
 
 Masking rule (spec C.5): the official code masks ``floor(mask_ratio · N_r)`` regions, which is 0 on 100×100
@@ -58,6 +59,9 @@ class ACMambaConfig:
         gradient_surgery: PCGrad on the two losses; ``False`` = plain sum.
         masking: Difficulty-aware masking on/off.
         rx_fusion: Multiply the pixel error by RX of the region residual cube; ``False`` = pixel error only.
+        rsal_directions: Scan directions of every RSAL layer: 2 = forward + reversed (the paper), 1 = forward only.
+        homogeneity_warn: A region homogeneity ratio above this logs a warning suggesting a smaller ψ (see
+            :func:`~ssmad.models.acmamba.superpixels.homogeneity_ratio`).
         rx_reg: Relative ridge of the RX covariance (0 = ``spectral.rx``'s pseudo-inverse, as upstream).
         inference_chunk: Pixels per inference pass; 0 = the whole scene as one sequence (upstream). A positive
             value bounds memory on large scenes by scanning the raster sequence in consecutive pieces (changes
@@ -91,6 +95,8 @@ class ACMambaConfig:
     gradient_surgery: bool = True
     masking: bool = True
     rx_fusion: bool = True
+    rsal_directions: int = 2
+    homogeneity_warn: float = 0.05
     rx_reg: float = 0.0
     inference_chunk: int = 0
     scan_backend: str = "auto"
@@ -112,13 +118,23 @@ class ACMambaConfig:
             positive_int(name)
         for name in ("mask_min_regions", "inference_chunk", "seed"):
             positive_int(name, allow_zero=True)
+        if isinstance(self.rsal_directions, bool) or self.rsal_directions not in (1, 2):
+            fail(f"rsal_directions must be 1 or 2, got {self.rsal_directions!r}")
         if self.d_conv % 2 == 0:
             fail(f"d_conv must be odd, got {self.d_conv}")
         for name in ("psi", "lr"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 fail(f"{name} must be a positive number, got {v!r}")
-        for name in ("compactness", "sigma", "weight_decay", "sample_scale", "rx_reg", "drop_path_rate"):
+        for name in (
+            "compactness",
+            "sigma",
+            "weight_decay",
+            "sample_scale",
+            "rx_reg",
+            "drop_path_rate",
+            "homogeneity_warn",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 fail(f"{name} must be a number ≥ 0, got {v!r}")

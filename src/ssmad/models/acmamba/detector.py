@@ -15,6 +15,12 @@ Pipeline of :meth:`ACMambaDetector.fit` on one raw ``(H, W, B)`` cube:
    one raster sequence of length ``H·W``; ``E_reg`` = global RX of the squared residual between every pixel and
    its region's reconstructed mean; the map is ``E_pix ⊙ E_reg`` (higher = more anomalous).
 
+Diagnostics of the paper's own assumptions, recorded on every fit at no extra cost: ``homogeneity_ratio_`` (are
+SLIC regions homogeneous enough for ``μ_r ± σ_r`` to stand for their pixels? a warning above
+``homogeneity_warn``), ``conflict_cosine_`` / ``conflict_projected_`` / ``conflict_fraction_`` (do the two
+consensus losses conflict, so that gradient surgery acts?), and the ``rsal_directions`` switch (does the reversed
+scan matter?). :attr:`ACMambaDetector.diagnostics_` gathers them for reports.
+
 Timing (``timings_``) follows upstream: ``train_s`` + ``inference_s`` is what the paper reports; ``prepare_s``
 (scaling, SLIC, statistics) is kept apart.
 """
@@ -37,7 +43,14 @@ from ..rx import resolve_device, rx_scores
 from .config import ACMambaConfig
 from .model import ACMambaNet
 from .pcgrad import pcgrad_backward
-from .superpixels import RegionStats, pixel_regions, region_stats, representative_samples, slic_regions
+from .superpixels import (
+    RegionStats,
+    homogeneity_ratio,
+    pixel_regions,
+    region_stats,
+    representative_samples,
+    slic_regions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +69,11 @@ class ACMambaDetector(HyperspectralDetector):
     Fitted attributes: ``net_`` (:class:`ACMambaNet`, eval mode), ``labels_`` ``(H, W)`` regions of the fitted
     scene, ``n_regions_``, ``decision_scores_`` ``(H, W)``, ``threshold_``, ``loss_history_`` ``(iterations, 2)``
     (``L_mask``, ``L_ori``; ``L_mask`` is NaN with one encoder), ``masked_history_`` (masked-region count per
-    iteration), ``timings_`` (``prepare_s``, ``train_s``, ``inference_s``).
+    iteration), ``timings_`` (``prepare_s``, ``train_s``, ``inference_s``), and the diagnostics
+    ``homogeneity_ratio_``, ``conflict_cosine_`` ``(iterations,)`` (cosine of the ``L_ori`` and ``L_mask``
+    gradients on the shared decoder before projection; NaN where not measured: one encoder, or a plain sum without
+    gradient surgery), ``conflict_projected_`` ``(iterations,)`` bool (PCGrad projected that step) and
+    ``conflict_fraction_`` (share of measured steps with a projection), gathered in :attr:`diagnostics_`.
 
     Example:
         >>> det = ssmad.create_model("acmamba", device="cpu")  # doctest: +SKIP
@@ -97,6 +114,7 @@ class ACMambaDetector(HyperspectralDetector):
         t1 = time.perf_counter()
         self.labels_ = labels
         self.n_regions_ = stats.n_regions
+        self._check_homogeneity(stats)
         self.net_ = self._build_net(cube.shape[-1], device)
         self._train(stats, device)
         _sync(device)
@@ -133,6 +151,50 @@ class ACMambaDetector(HyperspectralDetector):
             )
         return norm, labels, region_stats(norm, labels)
 
+    def _check_homogeneity(self, stats: RegionStats) -> None:
+        """Set ``homogeneity_ratio_`` and warn when the regions are too mixed for region-level training."""
+        cfg = self.config
+        self.homogeneity_ratio_ = homogeneity_ratio(stats)
+        if self.homogeneity_ratio_ > cfg.homogeneity_warn:
+            smaller = max(1.0, cfg.psi / 2)
+            logger.warning(
+                "acmamba: region homogeneity ratio %.3g is above %.3g (intra-region variance / variance of the region "
+                "means): the SLIC regions mix materials, so the assumption that a region's mean ± std stands for its "
+                "pixels is weak on this scene. Fix: try a smaller psi (e.g. -o psi=%g; now %g) and compare with rx.",
+                self.homogeneity_ratio_,
+                cfg.homogeneity_warn,
+                smaller,
+                cfg.psi,
+            )
+
+    @property
+    def diagnostics_(self) -> dict[str, Any]:
+        """The fitted scene's diagnostics as plain data (NaN as ``None``), for JSON reports and panels.
+
+        Keys: ``n_regions``, ``homogeneity_ratio``, ``homogeneity_warning`` (ratio above ``homogeneity_warn``),
+        ``conflict_fraction``, ``conflict_cosine_mean``, ``conflict_cosine`` (per iteration), ``rsal_directions``.
+
+        Raises:
+            AttributeError: The detector is not fitted.
+        """
+        if not hasattr(self, "conflict_cosine_"):
+            raise AttributeError("diagnostics_ exists after fit()")
+        cos = self.conflict_cosine_
+        measured = cos[np.isfinite(cos)]
+
+        def plain(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        return {
+            "n_regions": int(self.n_regions_),
+            "homogeneity_ratio": plain(self.homogeneity_ratio_),
+            "homogeneity_warning": bool(self.homogeneity_ratio_ > self.config.homogeneity_warn),
+            "conflict_fraction": plain(self.conflict_fraction_),
+            "conflict_cosine_mean": plain(float(measured.mean())) if measured.size else None,
+            "conflict_cosine": [plain(float(c)) for c in cos],
+            "rsal_directions": int(self.config.rsal_directions),
+        }
+
     def _build_net(self, n_bands: int, device: torch.device) -> ACMambaNet:
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
@@ -147,6 +209,7 @@ class ACMambaDetector(HyperspectralDetector):
                 drop_path_rate=cfg.drop_path_rate,
                 dual_encoder=cfg.dual_encoder,
                 scan_backend=cfg.scan_backend,
+                rsal_directions=cfg.rsal_directions,
             )
         return net.to(device)
 
@@ -176,6 +239,8 @@ class ACMambaDetector(HyperspectralDetector):
         masked = torch.empty(0, dtype=torch.long)
         losses = np.full((cfg.iterations, 2), np.nan)
         counts = np.zeros(cfg.iterations, dtype=np.int64)
+        cosines = np.full(cfg.iterations, np.nan)
+        projected = np.zeros(cfg.iterations, dtype=bool)
         net.train()
         for it in range(cfg.iterations):
             s = representative_samples(*bank, scale=cfg.sample_scale, generator=sample_gen)  # (1, N, B)
@@ -197,7 +262,8 @@ class ACMambaDetector(HyperspectralDetector):
             else:
                 loss_mask = F.mse_loss(r2, target)
                 if cfg.gradient_surgery:
-                    pcgrad_backward([loss_mask, loss_ori], params, cpu_gen)
+                    step = pcgrad_backward([loss_mask, loss_ori], params, cpu_gen)
+                    cosines[it], projected[it] = step.cosine, step.projected
                 else:
                     (loss_mask + loss_ori).backward()
                 losses[it] = (loss_mask.item(), loss_ori.item())
@@ -208,6 +274,10 @@ class ACMambaDetector(HyperspectralDetector):
         net.eval()
         self.loss_history_ = losses
         self.masked_history_ = counts
+        self.conflict_cosine_ = cosines
+        self.conflict_projected_ = projected
+        measured = np.isfinite(cosines)
+        self.conflict_fraction_ = float(projected[measured].mean()) if measured.any() else math.nan
 
     @torch.no_grad()
     def _reconstruct(self, seq: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ class ACMambaNet(nn.Module):
         drop_path_rate: Stochastic depth of each network.
         dual_encoder: Build E2 (consensus learning); ``False`` = one encoder (ablation).
         scan_backend: Selective-scan backend of every RSAL layer.
+        rsal_directions: Scan directions of every RSAL layer (2 = bidirectional, the paper; 1 = forward only).
 
     Shapes:
         ``forward``: ``(batch, L, B)`` → ``(batch, L, B)``.
@@ -50,9 +51,11 @@ class ACMambaNet(nn.Module):
         drop_path_rate: float = 0.1,
         dual_encoder: bool = True,
         scan_backend: str = "auto",
+        rsal_directions: int = 2,
     ) -> None:
         super().__init__()
         kw = {
+            "directions": rsal_directions,
             "depth": depth,
             "d_state": d_state,
             "drop_path_rate": drop_path_rate,

@@ -11,16 +11,38 @@ loss does not reach a parameter):
 
 In ACMamba the decoder is shared (mean) while each encoder is reached by one loss only (sum). One optimiser step
 follows. The order of step 1 is drawn from the given generator, so runs are reproducible.
+
+:func:`pcgrad_backward` also reports, from the gradients it has already computed (no extra backward pass), the
+diagnostics ACMamba's consensus learning rests on (:class:`PCGradStats`): the cosine between the first two
+losses' gradients on the *shared* parameters (those every loss reaches) before any projection, and whether any
+projection happened. A cosine that is rarely negative means the two losses do not conflict and gradient surgery
+does nothing.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["pcgrad_backward", "project_conflicting"]
+__all__ = ["PCGradStats", "pcgrad_backward", "project_conflicting"]
+
+
+@dataclass(frozen=True)
+class PCGradStats:
+    """What one PCGrad step saw.
+
+    Attributes:
+        cosine: Cosine between the gradients of the first two losses restricted to the shared parameters, before
+            projection (NaN when either is zero there or nothing is shared).
+        projected: Whether any projection happened (some pair of full gradients had a negative dot product).
+    """
+
+    cosine: float
+    projected: bool
 
 
 def project_conflicting(
@@ -53,16 +75,19 @@ def project_conflicting(
 
 def pcgrad_backward(
     losses: Sequence[Tensor], params: Sequence[torch.nn.Parameter], generator: torch.Generator | None = None
-) -> None:
+) -> PCGradStats:
     """Set ``p.grad`` of ``params`` to the PCGrad merge of the losses' gradients (replacing any old value).
 
     Same result as :func:`project_conflicting` on the flattened gradients; since "reached" is a property of whole
     parameters, the merge (mean on shared parameters, sum elsewhere) is applied as one per-entry scale.
 
     Args:
-        losses: K scalar losses sharing one graph.
+        losses: K ≥ 2 scalar losses sharing one graph.
         params: The parameters to update.
         generator: CPU generator for the visiting order of the projections.
+
+    Returns:
+        :class:`PCGradStats` of this step (cosine of losses 0 and 1 on the shared parameters, projection flag).
     """
     k = len(losses)
     flats = []
@@ -80,6 +105,7 @@ def pcgrad_backward(
         for j in range(i, k):
             gram[i, j] = gram[j, i] = float(torch.dot(flats[i], flats[j]))
     weights = torch.zeros(k, dtype=torch.float64)  # merged sum = Σ_j weights[j] g_j
+    projected = False
     for i in range(k):
         coef = torch.zeros(k, dtype=torch.float64)
         coef[i] = 1.0
@@ -87,7 +113,9 @@ def pcgrad_backward(
             dot = float(coef @ gram[:, j])  # g_i' · g_j
             if dot < 0:
                 coef[j] -= dot / float(gram[j, j])
+                projected = True
         weights += coef
+    cosine = _shared_cosine(flats[0], flats[1], params, hits == k) if k >= 2 else math.nan
     merged = flats[0] * float(weights[0])
     for j in range(1, k):
         merged.add_(flats[j], alpha=float(weights[j]))
@@ -99,3 +127,20 @@ def pcgrad_backward(
             grad.div_(k)
         p.grad = grad
         offset += n
+    return PCGradStats(cosine=cosine, projected=projected)
+
+
+def _shared_cosine(g0: Tensor, g1: Tensor, params: Sequence[torch.nn.Parameter], shared: Tensor) -> float:
+    """Cosine of two flattened gradients over the entries of the parameters flagged in ``shared``."""
+    dot = n0 = n1 = 0.0
+    offset = 0
+    for p, flag in zip(params, shared.tolist(), strict=True):
+        n = p.numel()
+        if flag:
+            a, b = g0[offset : offset + n].double(), g1[offset : offset + n].double()
+            dot += float(a.dot(b))
+            n0 += float(a.dot(a))
+            n1 += float(b.dot(b))
+        offset += n
+    norm = math.sqrt(n0 * n1)
+    return dot / norm if norm > 0 else math.nan

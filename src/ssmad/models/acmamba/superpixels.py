@@ -26,7 +26,15 @@ from torch import Tensor
 
 from ...errors import InputError
 
-__all__ = ["RegionStats", "n_segments_for", "pixel_regions", "region_stats", "representative_samples", "slic_regions"]
+__all__ = [
+    "RegionStats",
+    "homogeneity_ratio",
+    "n_segments_for",
+    "pixel_regions",
+    "region_stats",
+    "representative_samples",
+    "slic_regions",
+]
 
 
 def n_segments_for(h: int, w: int, psi: float) -> int:
@@ -152,6 +160,31 @@ def region_stats(cube: np.ndarray, labels: np.ndarray) -> RegionStats:
     hi = np.maximum.reduceat(pixels, starts, axis=0)
     f32 = np.float32
     return RegionStats(mean.astype(f32), std.astype(f32), lo.astype(f32), hi.astype(f32), counts)
+
+
+def homogeneity_ratio(stats: RegionStats) -> float:
+    """How well region means stand for their pixels: mean intra-region variance over the variance of the means.
+
+    ``intra = mean_r mean_b var_{p ∈ r}(x_pb)`` (the population variance of each region's pixels, averaged over
+    bands and then over regions, every region counting once) and ``inter = mean_b var_r(μ_rb)`` (the population
+    variance of the region means across regions, averaged over bands); the ratio is ``intra / inter``. ACMamba
+    trains on ``μ_r ± σ_r`` instead of pixels, which assumes ``intra ≪ inter``: a ratio near 0 means homogeneous
+    regions well apart, a large one means SLIC regions mix materials (a smaller ψ gives smaller, purer regions).
+
+    Args:
+        stats: Region statistics of the normalised cube (:func:`region_stats`; σ is unbiased there, so the
+            population variance is ``σ² (n − 1) / n``).
+
+    Returns:
+        The ratio (0 when every region is one pixel; ``inf`` when all region means are equal).
+    """
+    counts = stats.counts.astype(np.float64)[:, None]
+    var = stats.std.astype(np.float64) ** 2 * (counts - 1) / counts  # (N_r, B) population variance per region
+    intra = float(var.mean())
+    inter = float(stats.mean.astype(np.float64).var(axis=0).mean())
+    if inter <= 0:
+        return math.inf if intra > 0 else 0.0
+    return intra / inter
 
 
 def representative_samples(
