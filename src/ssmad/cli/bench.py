@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     mad.add_argument("--models", default="mambaad,rd4ad", help="comma-separated models (default mambaad,rd4ad)")
     mad.add_argument("--json", default=None, help="also write the report to this new JSON file")
     mad.set_defaults(func=_run_mambaad)
+    acm = targets.add_parser(
+        "acmamba",
+        help="ACMamba sweep of one option (e.g. --sweep psi=50,100,150,300): AUCs, time and diagnostics per value",
+    )
+    acm.add_argument("--sweep", required=True, metavar="KEY=V1,V2,…", help="the ACMamba option and its values")
+    acm.add_argument("--input", default=None, metavar="DIR", help="folder of labelled cubes (default: generated)")
+    acm.add_argument("--scenes", default=None, metavar="HxWxB,…", help="generated scene sizes without --input")
+    acm.add_argument("--seeds", default="4", help="comma-separated ACMamba seeds, mean over them (default 4)")
+    acm.add_argument("-o", "--model-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="another ACMamba option for every fit (repeatable), e.g. -o iterations=50")  # fmt: skip
+    acm.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    acm.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    acm.add_argument("--json", default=None, help="also write the sweep to this new JSON file")
+    acm.set_defaults(func=_run_acmamba)
 
 
 def _run_scan(args: argparse.Namespace) -> int:
@@ -54,4 +70,38 @@ def _run_mambaad(args: argparse.Namespace) -> int:
         models=[m for m in args.models.split(",") if m],
         json_path=args.json,
     )
+    return 0
+
+
+def _run_acmamba(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench import acmamba as sweep
+    from ..errors import ConfigError
+    from ._hsi import parse_options
+
+    sweep.check_json_target(args.json)
+    key, values = sweep.parse_sweep(args.sweep)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as err:
+        raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. --seeds 4,0,1") from err
+    if not seeds:
+        raise ConfigError("--seeds is empty; give at least one seed, e.g. --seeds 4")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    options = {"device": args.device, **parse_options(args.model_option)}
+    scenes = sweep.sweep_scenes(args.input, args.scenes or sweep.DEFAULT_SCENES)
+    start = time.perf_counter()
+    rx, rows = sweep.run_acmamba_sweep(
+        key, values, scenes, seeds=seeds, options=options, on_fit=lambda what: logging.getLogger(__name__).info(what)
+    )
+    print(sweep.format_sweep(key, rx, rows, len(scenes), seeds))
+    print(f"\n{len(values) * len(seeds) * len(scenes)} ACMamba fits in {time.perf_counter() - start:.0f} s; "
+          f"{sweep.machine_line()}")  # fmt: skip
+    if args.json:
+        meta = {"seeds": seeds, "options": options, "scenes": [name for name, _, _ in scenes]}
+        print(f"written: {sweep.write_sweep_json(args.json, key, rx, rows, meta)}")
     return 0

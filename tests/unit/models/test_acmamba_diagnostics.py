@@ -55,7 +55,7 @@ def test_pcgrad_reports_the_cosine_of_two_separate_backward_passes(sign: float) 
         losses()[i].backward()
         direct.append([p.grad.clone() for p in shared.parameters()])
     expected = _cos(*direct)
-    full_dot = sum(float((a * b).sum()) for a, b in zip(*direct))
+    full_dot = sum(float((a * b).sum()) for a, b in zip(*direct, strict=False))
 
     stats = pcgrad_backward(list(losses()), params, torch.Generator().manual_seed(0))
     assert stats.cosine == pytest.approx(expected, rel=1e-9, abs=1e-12)
@@ -77,7 +77,7 @@ def test_fit_records_the_conflict_of_its_first_step() -> None:
     assert np.isfinite(det.conflict_cosine_).all()
 
     ref = ssmad.create_model("acmamba", **cfg)
-    norm, _labels, stats = ref._prepare(cube.astype(np.float64))
+    _norm, _labels, stats = ref._prepare(cube.astype(np.float64))
     net = ref._build_net(cube.shape[-1], torch.device("cpu"))
     net.train()
     bank = [torch.from_numpy(a).unsqueeze(0) for a in (stats.mean, stats.std, stats.min, stats.max)]
