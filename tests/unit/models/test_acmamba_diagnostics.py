@@ -35,7 +35,7 @@ def _cos(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return float(fa @ fb / (fa.norm() * fb.norm()))
 
 
-# -- gradient conflict -------------------------------------------------------------------------------------------------
+# -- gradient conflict -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_pcgrad_reports_the_cosine_of_two_separate_backward_passes(sign: float) -> None:
     torch.manual_seed(0)
@@ -101,7 +101,7 @@ def test_conflict_not_measured_without_surgery_or_second_encoder() -> None:
         assert det.diagnostics_["conflict_fraction"] is None
 
 
-# -- region homogeneity -------------------------------------------------------------------------------------------------
+# -- region homogeneity ----------------------------------------------------------------------------------------------
 def _numpy_ratio(cube: np.ndarray, labels: np.ndarray) -> float:
     x = cube.reshape(-1, cube.shape[-1]).astype(np.float64)
     lab = labels.reshape(-1)
@@ -145,7 +145,7 @@ def test_homogeneity_warning_above_the_threshold_only(noise: float, warns: bool,
     assert det.diagnostics_["homogeneity_warning"] == warns
 
 
-# -- scan directions ----------------------------------------------------------------------------------------------------
+# -- scan directions -------------------------------------------------------------------------------------------------
 def test_rsal_directions_switch() -> None:
     cube, _ = make_scene(seed=3)
     maps = {}
@@ -182,7 +182,7 @@ def test_rsal_directions_must_be_1_or_2(bad) -> None:
         ssmad.create_model("acmamba", rsal_directions=bad)
 
 
-# -- reports ------------------------------------------------------------------------------------------------------------
+# -- reports ---------------------------------------------------------------------------------------------------------
 def test_predict_writes_the_diagnostics_to_json_and_panel(tmp_path: Path) -> None:
     from ssmad.cli._hsi import add_hsi_arguments, diagnostics_caption, run_hsi_predict
 
