@@ -19,7 +19,8 @@ from typing import Any, Literal
 from PIL import Image
 
 from ..errors import ConfigError, InputError
-from .imageio import image_size, is_image_file, read_image, read_mask
+from .image_headers import header_size
+from .imageio import is_image_file, read_image, read_mask
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def report(problems: Problems | None, error: InputError) -> None:
 
 
 def _check_one(r: ImageRecord, check: Check, modes: Counter[str] | None) -> None:
-    size = image_size(r.image_path)
+    size = header_size(r.image_path)
     if modes is not None:
         with Image.open(r.image_path) as img:  # its header was just read fine
             modes[img.mode] += 1
@@ -150,7 +151,7 @@ def _check_one(r: ImageRecord, check: Check, modes: Counter[str] | None) -> None
         read_image(r.image_path)
     if r.mask_path is None:
         return
-    mask_size = image_size(r.mask_path, "mask")
+    mask_size = header_size(r.mask_path, "mask")
     if check == "full":
         read_mask(r.mask_path)
     if mask_size != size:
