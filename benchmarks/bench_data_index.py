@@ -8,8 +8,9 @@ and its PNG mask, 64×64), one third of the test entries anomalous with a mask. 
 file exists; ``headers``: also open every image and mask header and compare sizes — the default of a run).
 
 Reported per case: wall time, CPU time, the peak resident memory of the process (``ru_maxrss``, including the
-interpreter, numpy and Pillow, about 60 MB) and the Python heap of the returned records (``tracemalloc``, taken
-in a separate run so the timing is not traced). The files are few, so the operating system's cache holds them:
+interpreter, numpy and Pillow, about 60 MB), the Python heap of the returned list of records and of the
+:class:`~ssmad.data.record_table.RecordTable` a dataset keeps instead (``tracemalloc``, taken in a separate run
+so the timing is not traced). The files are few, so the operating system's cache holds them:
 the header figures are a lower bound for a cold disk, where each header costs one small random read. Usage::
 
     python benchmarks/bench_data_index.py [--entries 150000] [--classes 30] [--checks none,headers]
@@ -107,8 +108,13 @@ def child(root: str, layout: str, check: str, trace: bool) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     out: dict[str, Any] = {"n": len(records), "wall_s": wall, "cpu_s": cpu}
     if trace:
+        from ssmad.data.record_table import RecordTable
+
         current, peak = tracemalloc.get_traced_memory()
         out.update(records_mb=current / 2**20, traced_peak_mb=peak / 2**20)
+        table = RecordTable(records)  # what a dataset keeps (and its loader workers share)
+        out["table_mb"] = (tracemalloc.get_traced_memory()[0] - current) / 2**20
+        del table
     out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -143,15 +149,14 @@ def main() -> None:
         sizes = {k: sum(p.stat().st_size for p in v.rglob("*.json")) / 2**20 for k, v in roots.items()}
         print(f"wrote {args.entries:,} entries in {args.classes} classes in {time.perf_counter() - t0:.1f} s; "
               f"index sizes: " + ", ".join(f"{k} {v:.1f} MB" for k, v in sizes.items()))  # fmt: skip
-        print(
-            f"{'layout':8} {'check':8} {'images':>8} {'wall s':>7} {'cpu s':>6} {'max RSS MB':>10} {'records MB':>10}"
-        )
+        print(f"{'layout':8} {'check':8} {'images':>8} {'wall s':>7} {'cpu s':>6} {'max RSS MB':>10} "
+              f"{'records MB':>10} {'table MB':>8}")  # fmt: skip
         for layout in args.layouts.split(","):
             for check in args.checks.split(","):
                 r = _run_child(roots[layout], layout, check, trace=False)
                 heap = _run_child(roots[layout], layout, check, trace=True)
                 print(f"{layout:8} {check:8} {r['n']:>8,} {r['wall_s']:>7.2f} {r['cpu_s']:>6.2f} "
-                      f"{r['max_rss_mb']:>10.0f} {heap['records_mb']:>10.1f}")  # fmt: skip
+                      f"{r['max_rss_mb']:>10.0f} {heap['records_mb']:>10.1f} {heap['table_mb']:>8.1f}")  # fmt: skip
     load = os.getloadavg()
     print(f"load average during the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)")
 
