@@ -196,9 +196,9 @@ def discover_ader(
     splits = normalise_splits(split)
     data = read_json(meta, "the ADer index")
     if not isinstance(data, dict) or not any(p in data for p in PHASES):
-        found = f"keys {', '.join(map(repr, list(data)[:6]))}" if isinstance(data, dict) else type_name(data)
+        what = f"keys {', '.join(map(repr, list(data)[:6]))}" if isinstance(data, dict) else type_name(data)
         raise InputError(
-            f"{meta} is not an ADer index: expected an object with the phases 'train' and 'test', found {found}. "
+            f"{meta} is not an ADer index: expected an object with the phases 'train' and 'test', found {what}. "
             "Fix: point --data.index at ADer's meta.json, or choose another --data.layout."
         )
     for phase in PHASES:

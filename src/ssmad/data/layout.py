@@ -587,5 +587,7 @@ def discover(
         )
     if layout == "visa":
         return discover_visa(root, categories, split=split, check=check)
-    naming = "mvtec" if requested == "mvtec" else "auto"  # auto: either mask naming (<name>_mask.png, <name>.png)
+    naming: Literal["mvtec", "auto"] = (
+        "mvtec" if requested == "mvtec" else "auto"
+    )  # auto: either mask naming (<name>_mask.png, <name>.png)
     return discover_mvtec(root, categories, layout=naming, split=split, check=check)

@@ -151,7 +151,8 @@ def _read_class(root: Path, path: Path, splits: Sequence[str], problems: Problem
             f"{path} is not a Real-IAD class file: expected an object with 'train' and 'test' lists (and 'meta'), "
             f"found {found or type_name(data)}. Fix: restore the file from realiad_jsons.zip."
         )
-    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    raw_meta = data.get("meta")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     normal_class = str(meta.get("normal_class", "OK"))
     category = path.stem
     prefix = str(meta.get("prefix") or category).strip("/\\")
