@@ -6,10 +6,13 @@ DIR`` writes ABU-style hyperspectral ``.mat`` scenes built from real reflectance
 by ``--seed`` and refuse a non-empty output folder unless ``--overwrite`` is given (exit code 2).
 
 ``ssmad data check PATH`` reads what a training run or a hyperspectral prediction would read and reports what it
-found: for an image data set (MVTec AD / VisA trees, or the plain-folder layout with ``--normal-dir``) every image
-and mask is decoded and paired, and images that will be converted to 8-bit RGB (grayscale, RGBA, palette, 16-bit)
-are counted; for a cube file (``.mat``, ENVI ``.hdr``, ``.npy``/``.npz``) the cube is loaded and validated. A
-problem is reported as one message naming the file and the fix, with exit code 2.
+found: for an image data set (any ``--layout``: MVTec AD / VisA trees, ADer ``meta.json``, MVTec 3D-AD, Real-IAD,
+or the plain-folder layout with ``--normal-dir``) the detected layout, the classes and the counts per split and
+kind; every image and mask is decoded and paired (sets of more than :data:`FULL_CHECK_LIMIT` images: headers
+only, unless ``--check full``), and images that will be converted to 8-bit RGB (grayscale, RGBA, palette, 16-bit)
+are counted; for a cube file (``.mat``, ENVI ``.hdr``, ``.npy``/``.npz``) the cube is loaded and validated.
+Problems are reported as messages naming the file and the fix (the first ``--max-problems`` of them for the
+index-based layouts and for unreadable files), with exit code 2.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from ..data.layout import LAYOUTS
 from ..errors import InputError
 
 _MVTEC_CATEGORIES = ("brick", "grass", "gravel", "weave", "wood")
+#: ``data check --check auto`` decodes every file of sets up to this many images and reads headers beyond.
+FULL_CHECK_LIMIT = 20_000
 _DEFECTS = ("scratch", "stain", "hole", "cutpaste", "deformation")
 
 
@@ -85,12 +91,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "what was found. Problems are reported as one message naming the file and the fix (exit code 2).",
     )
     c.add_argument("path", help="data set root, category folder, or cube file (.mat, .hdr, .npy, .npz)")
-    c.add_argument("--layout", default="auto", choices=("auto", "mvtec", "visa", "folder"), help="image layout")
+    c.add_argument("--layout", default="auto", choices=LAYOUTS, help="image layout (default auto: detected)")
     c.add_argument("--categories", nargs="+", default=None, metavar="NAME", help="only these categories")
     c.add_argument("--normal-dir", default=None, help="plain-folder layout: folder of normal images (under PATH)")
     c.add_argument("--abnormal-dirs", nargs="+", default=(), metavar="DIR",
                    help="plain-folder layout: folders of abnormal images")  # fmt: skip
     c.add_argument("--mask-dirs", nargs="+", default=None, metavar="DIR", help="plain-folder layout: mask folders")
+    c.add_argument("--index", default=None, metavar="NAME",
+                   help="ader: index file (default meta.json); realiad: folder of per-class JSON files")  # fmt: skip
+    c.add_argument("--fold", type=int, default=None, help="ader: COCO-AD fold 0-3 (reads meta_20_<fold>.json)")
+    c.add_argument("--train-on-validation", action="store_true",
+                   help="ader, mvtec3d: count the validation images as training images")  # fmt: skip
+    c.add_argument("--check", default="auto", choices=("auto", "full", "headers", "none"),
+                   help=f"full: decode every file; headers: read headers only; auto (default): full up to "
+                   f"{FULL_CHECK_LIMIT:,} images, headers beyond")  # fmt: skip
+    c.add_argument("--max-problems", type=int, default=10, metavar="N", help="problems listed (default 10)")
     c.add_argument("--data-key", default=None, metavar="KEY", help="cube variable in .mat/.npz (default: data)")
     c.add_argument("--gt-key", default=None, metavar="KEY", help="ground-truth variable (default: map)")
     c.add_argument("--axes", default="HWB", metavar="HWB|BHW|...", help="axis order of the stored cube")
@@ -199,13 +214,26 @@ def _check_cube(path: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+_CHECKED = {
+    "full": "every image and mask decoded",
+    "headers": "every image and mask header read, pixels not decoded (--check full decodes them)",
+    "none": "files listed, not opened",
+}
+
+
+def _kinds_line(splits: dict[str, dict[str, int]]) -> str:
+    """``train: good 4 | test: good 2, crack 1`` from ``{split: {kind: n}}``."""
+    return " | ".join(f"{split}: " + ", ".join(f"{k} {n}" for k, n in kinds.items()) for split, kinds in splits.items())
+
+
 def _check_images(root: Path, args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from PIL import Image
+    from ..data.layout import count_kinds, detect_layout, discover, summarize
+    from ..data.records import Problems, check_records
 
-    from ..data.layout import discover, summarize
-
+    layout = detect_layout(root, args.layout, normal_dir=args.normal_dir, index=args.index, fold=args.fold)
+    problems = Problems(limit=max(1, args.max_problems))
     records = discover(
         root,
         args.layout,
@@ -213,17 +241,28 @@ def _check_images(root: Path, args: argparse.Namespace) -> int:
         normal_dir=args.normal_dir,
         abnormal_dirs=list(args.abnormal_dirs),
         mask_dirs=args.mask_dirs,
-        check="full",  # decodes every image and mask, pairs sizes
+        index=args.index,
+        fold=args.fold,
+        train_on_validation=args.train_on_validation,
+        check="none",  # files are opened below, collecting every problem
+        problems=problems,
     )
+    check = args.check if args.check != "auto" else ("full" if len(records) <= FULL_CHECK_LIMIT else "headers")
     modes: Counter[str] = Counter()
-    for r in records:
-        with Image.open(r.image_path) as img:
-            modes[img.mode] += 1
-    print(f"{root}: {len(records)} images, every image and mask decoded")
-    for cat, counts in summarize(records).items():
+    # Pillow's modes are counted where every file is decoded anyway (its header parser is the slow part of a check)
+    check_records(records, check, problems=problems, modes=modes if check == "full" else None)  # type: ignore[arg-type]
+    cats = summarize(records)
+    print(f"{root}: layout {layout}, {len(records)} images in {len(cats)} categories; {_CHECKED[check]}")
+    kinds = count_kinds(records)
+    for cat, counts in cats.items():
         print(f"  {cat}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        print(f"    {_kinds_line(kinds[cat])}")
     converted = {m: n for m, n in sorted(modes.items()) if m != "RGB"}
     if converted:
         listing = ", ".join(f"{n} {m}" for m, n in converted.items())
         print(f"  converted to 8-bit RGB when loaded: {listing}")
+    if problems:
+        shown = "\n".join(f"  - {m}" for m in problems.messages)
+        more = f" (the first {len(problems.messages)} below)" if problems.count > len(problems.messages) else ""
+        raise InputError(f"{problems.count} problem(s) in {root}{more}:\n{shown}")
     return 0

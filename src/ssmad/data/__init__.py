@@ -4,7 +4,14 @@
 module                    job
 ========================  ===================================================================================
 :mod:`.layout`            find images, masks and labels on disk (MVTec AD, VisA 1cls, plain folders) →
-                          a sorted list of :class:`~.layout.ImageRecord`
+                          a sorted list of :class:`~.records.ImageRecord`; :func:`~.layout.discover` for every layout
+:mod:`.records`           the record, sorting, selection, header checks and counts shared by all layouts
+:mod:`.ader`              ADer's ``meta.json`` index (MVTec 3D-AD, Uni-Medical, COCO-AD … as ADer prepares them)
+:mod:`.mvtec3d`           MVTec 3D-AD as downloaded (RGB images, ``gt`` masks)
+:mod:`.realiad`           Real-IAD's per-class JSON files
+:mod:`.index_files`       reading JSON index files, resolving and checking the paths they list
+:mod:`.image_headers`     PNG/JPEG sizes from header bytes (the fast path of the ``headers`` check)
+:mod:`.record_table`      :class:`~.record_table.RecordTable`: records as numpy columns, shared by loader workers
 :mod:`.imageio`           decode any image/mask file or array into 8-bit RGB / a 0-1 mask, with clear errors
 :mod:`.transforms`        :class:`~.transforms.Preprocessing` (resize → crop → normalise), recorded and replayed
 :mod:`.images`            PyTorch datasets: :class:`~.images.AnomalyImageDataset`, :class:`~.images.InferenceDataset`
@@ -40,6 +47,16 @@ _EXPORTS: dict[str, str] = {
     "categories_of": "layout",
     "MVTEC_CATEGORIES": "layout",
     "VISA_CATEGORIES": "layout",
+    "LAYOUTS": "layout",
+    "detect_layout": "layout",
+    "count_kinds": "records",
+    "Problems": "records",
+    "discover_ader": "ader",
+    "discover_mvtec3d": "mvtec3d",
+    "discover_realiad": "realiad",
+    "MVTEC3D_CATEGORIES": "mvtec3d",
+    "REALIAD_CATEGORIES": "realiad",
+    "RecordTable": "record_table",
     # imageio
     "IMAGE_EXTENSIONS": "imageio",
     "read_image": "imageio",

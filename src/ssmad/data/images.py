@@ -17,7 +17,7 @@ Files are decoded once, in ``__getitem__`` (so in DataLoader workers); decoding 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from ..errors import InputError
 from .imageio import is_image_file, read_image, read_mask
 from .layout import Check, ImageRecord, discover, list_images
+from .record_table import RecordTable
 from .transforms import Preprocessing, preprocess_image, preprocess_mask
 
 
@@ -35,7 +36,8 @@ class AnomalyImageDataset(Dataset):
     """Images (+ masks) of one or several categories, preprocessed for a model.
 
     Args:
-        records: Records from :func:`ssmad.data.layout.discover` (or any list of :class:`ImageRecord`).
+        records: Records from :func:`ssmad.data.layout.discover` (or any iterable of :class:`ImageRecord`); kept
+            as a :class:`~ssmad.data.record_table.RecordTable` (``self.records``).
         preprocessing: Geometry and normalisation (default: 256², ImageNet statistics).
 
     Example:
@@ -44,8 +46,8 @@ class AnomalyImageDataset(Dataset):
         torch.Size([3, 256, 256])
     """
 
-    def __init__(self, records: Sequence[ImageRecord], preprocessing: Preprocessing | None = None) -> None:
-        self.records = list(records)
+    def __init__(self, records: Iterable[ImageRecord], preprocessing: Preprocessing | None = None) -> None:
+        self.records = RecordTable(records)  # arrays, not objects: DataLoader workers share them without copying
         self.preprocessing = preprocessing or Preprocessing()
 
     @classmethod
@@ -69,12 +71,12 @@ class AnomalyImageDataset(Dataset):
     @property
     def categories(self) -> list[str]:
         """Sorted distinct categories."""
-        return sorted({r.category for r in self.records})
+        return self.records.categories
 
     @property
     def labels(self) -> np.ndarray:
         """``(n,)`` int64 image labels."""
-        return np.asarray([r.label for r in self.records], dtype=np.int64)
+        return self.records.labels
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         r = self.records[index]

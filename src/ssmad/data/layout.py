@@ -1,6 +1,9 @@
 """Finding the images, masks and labels of an anomaly-detection data set on disk.
 
-Three layouts are understood; each yields one flat, deterministically sorted list of :class:`ImageRecord`
+Six layouts are understood; this module reads the three folder layouts below and :func:`discover` dispatches to
+the others: ADer's ``meta.json`` index (:mod:`.ader`; MVTec 3D-AD, Uni-Medical, COCO-AD … as ADer prepares them),
+MVTec 3D-AD's own tree (:mod:`.mvtec3d`, RGB only) and Real-IAD's per-class JSON files (:mod:`.realiad`). Each
+yields one flat, deterministically sorted list of :class:`ImageRecord`
 (several categories in one list: MambaAD trains one model on all classes of a data set).
 
 **MVTec AD** (and every custom set that copies it)::
@@ -36,22 +39,61 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from .imageio import IMAGE_EXTENSIONS, image_size, is_image_file, read_image, read_mask
+from .imageio import IMAGE_EXTENSIONS
+from .records import (
+    NORMAL,
+    SPLITS,
+    Check,
+    ImageRecord,
+    Problems,
+    categories_of,
+    check_records,
+    count_kinds,
+    list_images,
+    normalise_splits,
+    select,
+    select_categories,
+    sort_records,
+    subdirs,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 
-Layout = Literal["auto", "mvtec", "visa", "folder"]
-Check = Literal["none", "headers", "full"]
+__all__ = [
+    "LAYOUTS",
+    "MVTEC_CATEGORIES",
+    "NORMAL",
+    "SPLITS",
+    "VISA_CATEGORIES",
+    "Check",
+    "ImageRecord",
+    "Layout",
+    "Problems",
+    "categories_of",
+    "count_kinds",
+    "detect_layout",
+    "discover",
+    "discover_folder",
+    "discover_mvtec",
+    "discover_visa",
+    "list_images",
+    "select",
+    "sort_records",
+    "summarize",
+]
+
+Layout = Literal["auto", "mvtec", "visa", "folder", "ader", "mvtec3d", "realiad"]
+#: Every value of ``data.layout``.
+LAYOUTS: tuple[str, ...] = ("auto", "mvtec", "visa", "folder", "ader", "mvtec3d", "realiad")
 
 #: The 15 MVTec AD categories.
 MVTEC_CATEGORIES: tuple[str, ...] = (
@@ -64,91 +106,7 @@ VISA_CATEGORIES: tuple[str, ...] = (
     "macaroni2", "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum",
 )  # fmt: skip
 
-NORMAL = "good"
-SPLITS = ("train", "test")
-_SPLIT_RANK = {"train": 0, "test": 1}
 VISA_CSV = Path("split_csv") / "1cls.csv"
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One image of an anomaly-detection data set.
-
-    Attributes:
-        image_path: The image file.
-        mask_path: Its ground-truth mask, or ``None`` (normal images; anomalous images without masks).
-        label: 0 normal, 1 anomalous.
-        category: Object/texture class (``bottle``, ``candle`` …).
-        defect_type: ``good`` for normal images, otherwise the defect folder name (``bad`` in VisA).
-        split: ``train`` or ``test``.
-    """
-
-    image_path: Path
-    mask_path: Path | None
-    label: int
-    category: str
-    defect_type: str
-    split: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (paths as strings)."""
-        return {
-            "image_path": str(self.image_path),
-            "mask_path": None if self.mask_path is None else str(self.mask_path),
-            "label": self.label,
-            "category": self.category,
-            "defect_type": self.defect_type,
-            "split": self.split,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ImageRecord:
-        """Inverse of :meth:`to_dict`."""
-        mask = data.get("mask_path")
-        return cls(
-            image_path=Path(data["image_path"]),
-            mask_path=None if mask in (None, "") else Path(mask),
-            label=int(data["label"]),
-            category=str(data["category"]),
-            defect_type=str(data["defect_type"]),
-            split=str(data["split"]),
-        )
-
-
-def _sort_key(r: ImageRecord) -> tuple[Any, ...]:
-    return (r.category, _SPLIT_RANK.get(r.split, 9), r.split, r.label, r.defect_type, r.image_path.as_posix())
-
-
-def sort_records(records: Iterable[ImageRecord]) -> list[ImageRecord]:
-    """Records sorted by category, split (train first), label, defect type and path."""
-    return sorted(records, key=_sort_key)
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name; other files are skipped with a debug log.
-
-    Raises:
-        InputError: ``folder`` does not exist or is not a folder.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise InputError(f"the image folder {folder} {what}. Fix: check the path.")
-    out = []
-    with os.scandir(folder) as it:
-        for entry in it:
-            path = Path(entry.path)
-            if entry.is_dir():
-                continue
-            if is_image_file(path):
-                out.append(path)
-            else:
-                logger.debug("skipping %s: not an image file by its name", path)
-    return sorted(out, key=lambda p: p.name)
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
 def _mask_index(folder: Path) -> dict[str, list[Path]]:
@@ -200,7 +158,7 @@ def _discover_category_tree(cat_dir: Path, category: str, layout: str, splits: S
                 f"other categories (categories=[...] / --data.categories)."
             )
         records += [ImageRecord(p, None, 0, category, NORMAL, "train") for p in train]
-        extra = [d.name for d in _subdirs(cat_dir / "train") if d.name != NORMAL]
+        extra = [d.name for d in subdirs(cat_dir / "train") if d.name != NORMAL]
         if extra:
             logger.warning("%s: ignoring train/ sub-folders %s (only train/good is used)", cat_dir, extra)
     if "test" not in splits:
@@ -212,7 +170,7 @@ def _discover_category_tree(cat_dir: Path, category: str, layout: str, splits: S
     gt_root = cat_dir / "ground_truth"
     has_gt = gt_root.is_dir()
     conventions = _conventions(layout)
-    for defect_dir in _subdirs(test_dir):
+    for defect_dir in subdirs(test_dir):
         defect = defect_dir.name
         images = list_images(defect_dir)
         if defect == NORMAL:
@@ -290,52 +248,6 @@ def _read_visa_csv(root: Path, csv_path: Path, splits: Sequence[str]) -> list[Im
     return records
 
 
-def _check_records(records: Sequence[ImageRecord], check: Check) -> None:
-    """Open every image header (and decode with ``full``); masks must have the size of their images."""
-    if check == "none":
-        return
-    if check not in ("headers", "full"):
-        raise ConfigError(f"unknown check {check!r}; choose none, headers or full")
-    for r in records:
-        size = image_size(r.image_path)
-        if check == "full":
-            read_image(r.image_path)
-        if r.mask_path is None:
-            continue
-        mask_size = image_size(r.mask_path, "mask")
-        if check == "full":
-            read_mask(r.mask_path)
-        if mask_size != size:
-            raise InputError(
-                f"the mask {r.mask_path} is {mask_size[0]}×{mask_size[1]} (width×height) but its image "
-                f"{r.image_path} is {size[0]}×{size[1]}. Fix: re-export the mask at the image's size, or pair the "
-                f"image with its own mask."
-            )
-
-
-def _select_categories(found: Sequence[str], categories: Sequence[str] | str | None, root: Path) -> list[str]:
-    if categories is None:
-        return list(found)
-    wanted = [categories] if isinstance(categories, str) else list(categories)
-    unknown = [c for c in wanted if c not in found]
-    if unknown:
-        raise InputError(
-            f"category {', '.join(map(repr, unknown))} not found under {root}; present: "
-            f"{', '.join(found) or 'none'}. Fix: correct the name or the root folder."
-        )
-    return wanted
-
-
-def _normalise_splits(split: str | Sequence[str] | None) -> tuple[str, ...]:
-    if split is None:
-        return SPLITS
-    wanted = (split,) if isinstance(split, str) else tuple(split)
-    bad = [s for s in wanted if s not in SPLITS]
-    if bad:
-        raise ConfigError(f"unknown split {', '.join(map(repr, bad))}; choose train and/or test")
-    return wanted
-
-
 def discover_mvtec(
     root: str | Path,
     categories: Sequence[str] | str | None = None,
@@ -361,7 +273,7 @@ def discover_mvtec(
             its mask, a mask of another size than its image, an unreadable file.
     """
     root = Path(root)
-    splits = _normalise_splits(split)
+    splits = normalise_splits(split)
     if not root.is_dir():
         raise InputError(
             f"the data root {root} does not exist{' (it is a file)' if root.exists() else ''}. "
@@ -370,7 +282,7 @@ def discover_mvtec(
     if _is_category_dir(root):
         cat_dirs = {root.name: root}
     else:
-        cat_dirs = {d.name: d for d in _subdirs(root) if _is_category_dir(d)}
+        cat_dirs = {d.name: d for d in subdirs(root) if _is_category_dir(d)}
         if not cat_dirs and (root / "1cls").is_dir():
             return discover_mvtec(root / "1cls", categories, layout=layout, split=split, check=check)
     if not cat_dirs:
@@ -380,9 +292,9 @@ def discover_mvtec(
             f"folder layout (normal_dir=..., abnormal_dirs=[...])."
         )
     records: list[ImageRecord] = []
-    for name in _select_categories(sorted(cat_dirs), categories, root):
+    for name in select_categories(sorted(cat_dirs), categories, root):
         records += _discover_category_tree(cat_dirs[name], name, layout, splits)
-    _check_records(records, check)
+    check_records(records, check)
     return sort_records(records)
 
 
@@ -408,10 +320,10 @@ def discover_visa(
     csv_path = root / VISA_CSV
     if not csv_path.is_file():
         return discover_mvtec(root, categories, layout="visa", split=split, check=check)
-    splits = _normalise_splits(split)
+    splits = normalise_splits(split)
     records = _read_visa_csv(root, csv_path, splits)
     found = sorted({r.category for r in records})
-    wanted = set(_select_categories(found, categories, root))
+    wanted = set(select_categories(found, categories, root))
     records = [r for r in records if r.category in wanted]
     if "train" in splits:
         counts = Counter(r.category for r in records if r.split == "train")
@@ -421,7 +333,7 @@ def discover_visa(
                 f"category {', '.join(map(repr, empty))} has no training images in {csv_path}. "
                 "Fix: use the official 1cls split or select other categories."
             )
-    _check_records(records, check)
+    check_records(records, check)
     return sort_records(records)
 
 
@@ -519,8 +431,53 @@ def discover_folder(
                     "labels only."
                 )
             records.append(ImageRecord(path, mask, 1, category, defect, "test"))
-    _check_records(records, check)
+    check_records(records, check)
     return sort_records(records)
+
+
+def detect_layout(
+    root: str | Path | None,
+    layout: str = "auto",
+    *,
+    normal_dir: str | Path | None = None,
+    index: str | None = None,
+    fold: int | None = None,
+) -> str:
+    """The layout :func:`discover` reads for these options: ``layout`` itself unless it is ``auto``.
+
+    ``auto`` picks, in this order: ``folder`` when ``normal_dir`` is given; ``visa`` when ``split_csv/1cls.csv``
+    exists; ``ader`` when ``meta.json`` exists (or ``index``/``fold`` names an ADer index that exists);
+    ``realiad`` when Real-IAD JSON files are there; ``mvtec3d`` when class folders hold ``train/good/rgb``;
+    otherwise ``mvtec``.
+
+    Raises:
+        ConfigError: An unknown layout name.
+    """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown data layout {layout!r}; choose {', '.join(LAYOUTS)}")
+    if layout != "auto":
+        return layout
+    if normal_dir is not None:
+        return "folder"
+    if root is None:
+        return "mvtec"
+    from .ader import META_FILE, coco_meta_name
+    from .mvtec3d import looks_like_mvtec3d
+    from .realiad import looks_like_realiad
+
+    root = Path(root)
+    if (root / VISA_CSV).is_file():
+        return "visa"
+    meta = index or (coco_meta_name(int(fold)) if fold is not None else META_FILE)
+    if (root / meta).is_file():
+        return "ader"
+    if fold is not None:
+        return "ader"  # the fold's index is missing: let the ADer reader say which files are there
+    if looks_like_realiad(root):
+        return "realiad"
+    if looks_like_mvtec3d(root):
+        return "mvtec3d"
+    return "mvtec"
 
 
 def discover(
@@ -534,14 +491,19 @@ def discover(
     mask_dirs: str | Path | Sequence[str | Path] | None = None,
     normal_test_dirs: str | Path | Sequence[str | Path] | None = None,
     normal_test_ratio: float = 0.0,
+    index: str | None = None,
+    fold: int | None = None,
+    train_on_validation: bool = False,
     check: Check = "headers",
+    problems: Problems | None = None,
 ) -> list[ImageRecord]:
     """Index a data set in any supported layout; the one entry point behind ``--data.*`` options.
 
     Args:
         root: The data set folder. For ``layout="folder"`` relative folder arguments are resolved against it.
-        layout: ``auto`` (raw VisA when ``split_csv/1cls.csv`` exists, the plain-folder layout when
-            ``normal_dir`` is given, otherwise the MVTec-style tree), ``mvtec``, ``visa`` or ``folder``.
+        layout: ``auto`` (see :func:`detect_layout`), ``mvtec``, ``visa``, ``folder``, ``ader`` (ADer's
+            ``meta.json``, :mod:`ssmad.data.ader`), ``mvtec3d`` (MVTec 3D-AD RGB, :mod:`ssmad.data.mvtec3d`) or
+            ``realiad`` (Real-IAD's JSON files, :mod:`ssmad.data.realiad`).
         categories: Restrict to these categories; for the plain-folder layout a single string names the category.
         split: ``train``, ``test`` or both (default).
         normal_dir: Plain-folder layout: the normal training images.
@@ -549,7 +511,13 @@ def discover(
         mask_dirs: Plain-folder layout: mask folder(s).
         normal_test_dirs: Plain-folder layout: folder(s) of normal test images.
         normal_test_ratio: Plain-folder layout: fraction of normal images held out for testing.
+        index: ``ader``: the index file relative to ``root`` (default ``meta.json``); ``realiad``: the folder of
+            per-class JSON files (default: ``realiad_jsons/realiad_jsons``, ``realiad_jsons`` or ``root``).
+        fold: ``ader``: the COCO-AD fold 0–3 (reads ``meta_20_<fold>.json``).
+        train_on_validation: ``ader``, ``mvtec3d``: add the validation images to the training split.
         check: ``none``, ``headers`` (default) or ``full``.
+        problems: ``ader``, ``mvtec3d``, ``realiad``: collect the problems of single entries and files here
+            (skipping them) instead of raising the first; other layouts raise their first problem.
 
     Returns:
         Sorted records.
@@ -558,9 +526,9 @@ def discover(
         InputError: Any problem with the files (see the layout functions).
         ConfigError: Invalid option values.
     """
-    if layout not in ("auto", "mvtec", "visa", "folder"):
-        raise ConfigError(f"unknown data layout {layout!r}; choose auto, mvtec, visa or folder")
-    if layout == "folder" or (layout == "auto" and normal_dir is not None):
+    requested = layout
+    layout = detect_layout(root, layout, normal_dir=normal_dir, index=index, fold=fold)  # type: ignore[assignment]
+    if layout == "folder":
         if normal_dir is None:
             raise ConfigError(
                 "the folder layout needs normal_dir (a folder of normal images) and usually abnormal_dirs; "
@@ -584,7 +552,7 @@ def discover(
             category=categories if isinstance(categories, str) else None,
             check=check,
         )
-        splits = _normalise_splits(split)
+        splits = normalise_splits(split)
         return [r for r in records if r.split in splits]
     if root is None:
         raise ConfigError("a data root is needed (--data.root) unless the folder layout is used")
@@ -594,34 +562,32 @@ def discover(
             f"the data root {root} does not exist. Fix: check the path (it should hold <category>/train/good, "
             "e.g. datasets/MVTecAD)."
         )
-    if layout == "visa" or (layout == "auto" and (root / VISA_CSV).is_file()):
+    if layout == "ader":
+        from .ader import discover_ader
+
+        return discover_ader(
+            root,
+            categories,
+            index=index,
+            fold=fold,
+            split=split,
+            train_on_validation=train_on_validation,
+            check=check,
+            problems=problems,
+        )
+    if layout == "realiad":
+        from .realiad import discover_realiad
+
+        return discover_realiad(root, categories, index=index, split=split, check=check, problems=problems)
+    if layout == "mvtec3d":
+        from .mvtec3d import discover_mvtec3d
+
+        return discover_mvtec3d(
+            root, categories, split=split, train_on_validation=train_on_validation, check=check, problems=problems
+        )
+    if layout == "visa":
         return discover_visa(root, categories, split=split, check=check)
-    return discover_mvtec(root, categories, layout=layout, split=split, check=check)  # type: ignore[arg-type]
-
-
-def summarize(records: Iterable[ImageRecord]) -> dict[str, dict[str, int]]:
-    """Counts per category: ``train``, ``test_normal``, ``test_anomalous``, ``masks``."""
-    out: dict[str, dict[str, int]] = {}
-    for r in records:
-        c = out.setdefault(r.category, {"train": 0, "test_normal": 0, "test_anomalous": 0, "masks": 0})
-        if r.split == "train":
-            c["train"] += 1
-        elif r.label:
-            c["test_anomalous"] += 1
-        else:
-            c["test_normal"] += 1
-        c["masks"] += r.mask_path is not None
-    return out
-
-
-def categories_of(records: Iterable[ImageRecord]) -> list[str]:
-    """Sorted distinct categories of ``records``."""
-    return sorted({r.category for r in records})
-
-
-def select(
-    records: Iterable[ImageRecord], *, split: str | None = None, category: str | Sequence[str] | None = None
-) -> list[ImageRecord]:
-    """Records of one split and/or some categories, order kept."""
-    cats = None if category is None else ({category} if isinstance(category, str) else set(category))
-    return [r for r in records if (split is None or r.split == split) and (cats is None or r.category in cats)]
+    naming: Literal["mvtec", "auto"] = (
+        "mvtec" if requested == "mvtec" else "auto"
+    )  # auto: either mask naming (<name>_mask.png, <name>.png)
+    return discover_mvtec(root, categories, layout=naming, split=split, check=check)

@@ -123,8 +123,9 @@ class DataConfig:
 
     Attributes:
         root: The data set folder: an MVTec-style root (every category, one multi-class model), one category
-            folder, raw VisA (``split_csv/1cls.csv``) or the base of the plain-folder layout.
-        layout: ``auto``, ``mvtec``, ``visa`` or ``folder``.
+            folder, raw VisA (``split_csv/1cls.csv``), a folder with ADer's ``meta.json``, an MVTec 3D-AD or
+            Real-IAD download, or the base of the plain-folder layout.
+        layout: ``auto``, ``mvtec``, ``visa``, ``folder``, ``ader``, ``mvtec3d`` or ``realiad``.
         categories: Restrict to these categories (default: all found).
         name: Data-set name in the run path (default: the root folder's name).
         normal_dir: Plain-folder layout: normal training images.
@@ -132,6 +133,10 @@ class DataConfig:
         mask_dirs: Plain-folder layout: masks.
         normal_test_dirs: Plain-folder layout: normal test images.
         normal_test_ratio: Plain-folder layout: fraction of normal images held out for testing.
+        index: ``ader``: the index file relative to the root (default ``meta.json``); ``realiad``: the folder of
+            per-class JSON files (e.g. ``realiad_jsons/realiad_jsons_sv`` for the single-view split).
+        fold: COCO-AD fold 0–3 (``ader`` reads ``meta_20_<fold>.json``).
+        train_on_validation: ``ader``, ``mvtec3d``: train on the validation images too (ADer's MVTec 3D-AD setting).
         check: ``none``, ``headers`` (default) or ``full`` file checks at discovery.
     """
 
@@ -144,9 +149,20 @@ class DataConfig:
     mask_dirs: tuple[str, ...] | None = None
     normal_test_dirs: tuple[str, ...] | None = None
     normal_test_ratio: float = 0.0
+    index: str | None = None
+    fold: int | None = None
+    train_on_validation: bool = False
     check: str = "headers"
 
     def __post_init__(self) -> None:
+        from ..data.layout import LAYOUTS
+
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"data.layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.fold is not None and (isinstance(self.fold, bool) or not isinstance(self.fold, int) or self.fold < 0):
+            raise ConfigError(f"data.fold must be a whole number ≥ 0 (COCO-AD: 0–3), got {self.fold!r}")
+        if self.check not in ("none", "headers", "full"):
+            raise ConfigError(f"data.check must be none, headers or full, got {self.check!r}")
         for name in ("categories", "abnormal_dirs", "mask_dirs", "normal_test_dirs"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -165,16 +181,20 @@ class DataConfig:
             "mask_dirs": list(self.mask_dirs) if self.mask_dirs is not None else None,
             "normal_test_dirs": list(self.normal_test_dirs) if self.normal_test_dirs is not None else None,
             "normal_test_ratio": self.normal_test_ratio,
+            "index": self.index,
+            "fold": self.fold,
+            "train_on_validation": bool(self.train_on_validation),
             "check": self.check,
         }
 
     def dataset_name(self) -> str:
-        """The data-set name used in the run path."""
+        """The data-set name used in the run path (the root folder's name, with ``_fold<N>`` for a COCO-AD fold)."""
         if self.name:
             return self.name
+        name = "dataset"
         if self.root:
-            return Path(self.root).expanduser().resolve().name or "dataset"
-        return "dataset"
+            name = Path(self.root).expanduser().resolve().name or "dataset"
+        return f"{name}_fold{self.fold}" if self.fold is not None else name
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,23 @@ from ssmad.cli.train import check_model_options
 from ssmad.engine.config import RunConfig, list_presets, load_yaml, preset_path
 from ssmad.registry import detector_class
 
-SHIPPED = ("mambaad_cpu_quick", "mambaad_mvtec", "mambaad_visa", "rd4ad_mvtec")
+SHIPPED = (
+    "mambaad_cpu_quick",
+    "mambaad_mvtec",
+    "mambaad_visa",
+    "rd4ad_mvtec",
+    "mambaad_realiad",
+    "mambaad_mvtec3d",
+    "mambaad_medical",
+    "mambaad_coco",
+)
+#: The benchmark presets of the other four data sets of MambaAD's table (spec A.11) and their data settings.
+BENCHMARKS = {
+    "mambaad_realiad": {"layout": "realiad", "fold": None, "train_on_validation": False},
+    "mambaad_mvtec3d": {"layout": "auto", "fold": None, "train_on_validation": True},
+    "mambaad_medical": {"layout": "auto", "fold": None, "train_on_validation": False},
+    "mambaad_coco": {"layout": "ader", "fold": 0, "train_on_validation": False},
+}
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -62,7 +78,8 @@ def test_preset_resolves_by_name_on_the_command_line(name):
 
 
 def test_mambaad_paper_presets_follow_spec_a9():
-    for name, layout in (("mambaad_mvtec", "mvtec"), ("mambaad_visa", "visa")):
+    layouts = {"mambaad_mvtec": "mvtec", "mambaad_visa": "visa"} | {k: v["layout"] for k, v in BENCHMARKS.items()}
+    for name, layout in layouts.items():
         cfg = _load(name)
         m = detector_class("mambaad")._make_config(cfg.model_options)
         assert cfg.model_name == "mambaad"
@@ -78,6 +95,17 @@ def test_mambaad_paper_presets_follow_spec_a9():
         assert t.betas == (0.9, 0.999) and t.eps == pytest.approx(1e-8) and t.weight_decay == pytest.approx(1e-4)
         assert (t.decay_at, t.decay_factor, t.clip_grad, t.seed) == (0.8, 0.1, 5.0, 42)
         assert cfg.data.layout == layout and cfg.metrics.definition == "ader"
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_benchmark_presets_read_their_download(name):
+    cfg = _load(name)
+    for key, value in BENCHMARKS[name].items():
+        assert getattr(cfg.data, key) == value, key
+    assert cfg.trainer.num_workers >= 4  # large sets decode in worker processes
+    assert cfg.data.check == "headers"  # indexed without decoding every image
+    kwargs = cfg.data.discover_kwargs()
+    assert {k: kwargs[k] for k in BENCHMARKS[name]} == BENCHMARKS[name]
 
 
 def test_rd4ad_preset_follows_the_original_code():
