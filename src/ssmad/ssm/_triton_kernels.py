@@ -183,7 +183,6 @@ def _scan_bwd_kernel(
         dt = tl.load(dt_ptr + row[:, None] + t[None, :], mask=m_dt, other=0.0)
         dy = tl.load(dy_ptr + row[:, None] + t[None, :], mask=m_dt, other=0.0)
         Bt = tl.load(B_ptr + bc_row[:, None] + t[None, :], mask=m_nt, other=0.0)
-        Ct = tl.load(C_ptr + bc_row[:, None] + t[None, :], mask=m_nt, other=0.0)
 
         # states of the chunk, recomputed from its start state
         h0 = tl.load(start_ptr + state_row + c * N, mask=mask_dn, other=0.0)
