@@ -27,6 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     mad.add_argument("--models", default="mambaad,rd4ad", help="comma-separated models (default mambaad,rd4ad)")
     mad.add_argument("--json", default=None, help="also write the report to this new JSON file")
     mad.set_defaults(func=_run_mambaad)
+    gpu = targets.add_parser(
+        "gpu",
+        help="one command for a GPU machine: gpu tests, scan kernels vs torch/mamba-ssm/roofline, MambaAD images/s",
+    )
+    gpu.add_argument("--json", default=None, help="new JSON file for the report (default ssmad-bench-gpu-<time>.json)")
+    gpu.add_argument("--shapes", default=None, help="comma-separated scan shapes (default mad_s3,mad_s2,acm_infer)")
+    gpu.add_argument("--repeats", type=int, default=5, help="timed rounds per scan measurement (min is kept)")
+    gpu.add_argument("--skip-tests", action="store_true", help="do not run the gpu-marked tests")
+    gpu.add_argument("--skip-models", action="store_true", help="do not time MambaAD")
+    gpu.set_defaults(func=_run_gpu)
 
 
 def _run_scan(args: argparse.Namespace) -> int:
@@ -53,5 +63,21 @@ def _run_mambaad(args: argparse.Namespace) -> int:
         train_repeats=args.train_repeats,
         models=[m for m in args.models.split(",") if m],
         json_path=args.json,
+    )
+    return 0
+
+
+def _run_gpu(args: argparse.Namespace) -> int:
+    from ..bench.gpu import SCAN_SHAPES, run_gpu_benchmark
+    from ..errors import ConfigError
+
+    if args.repeats < 1:
+        raise ConfigError(f"bench gpu: --repeats must be at least 1, got {args.repeats}")
+    run_gpu_benchmark(
+        args.json,
+        shapes=args.shapes.split(",") if args.shapes else SCAN_SHAPES,
+        repeats=args.repeats,
+        run_tests=not args.skip_tests,
+        run_models=not args.skip_models,
     )
     return 0
