@@ -25,8 +25,10 @@ non-commutative combine functions they have had wrong results on GPUs (triton-la
     dA    = sum_{b,t} dt_t g_t (h_t - x_t)         dD    = sum_{b,t} dy_t u_t
     dB_t  = sum_{channels} dt_t u_t g_t             dC_t  = sum_{channels} dy_t h_t
 
-Sums over channels, batch or channel blocks are written as per-program partial results and reduced by the caller
-with torch (deterministic; no atomics).
+Sums over a program's channels are reduced in registers. ``dB``/``dC`` sum over the channel blocks of a group: stored
+directly when a group is one block, else added with ``tl.atomic_add`` (float32, so the order of the additions, and
+the last bits, can change from run to run, as with mamba-ssm). ``dA``/``dD`` are written per batch element and
+summed by the caller.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def _scan_fwd_kernel(
     SAVE_STARTS: tl.constexpr,
     SAVE_LAST: tl.constexpr,
 ):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64 offsets: large tensors exceed 2**31 elements
     g = tl.program_id(1)
     j = tl.program_id(2)
     offs_p = j * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -137,14 +139,14 @@ def _scan_bwd_kernel(
     P,
     N,
     NCHUNK,
-    NBLK,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     T: tl.constexpr,
     HAS_D: tl.constexpr,
     HAS_DLAST: tl.constexpr,
+    ATOMIC: tl.constexpr,
 ):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64 offsets: large tensors exceed 2**31 elements
     g = tl.program_id(1)
     j = tl.program_id(2)
     offs_p = j * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -162,8 +164,6 @@ def _scan_bwd_kernel(
     row = (b * DIM + offs_d) * L
     bc_row = ((b * G + g) * N + offs_n) * L
     state_row = ((b * DIM + offs_d) * NCHUNK)[:, None] * N + offs_n[None, :]
-    # partial sums over this program's channels: (batch, G, NBLK, N, L)
-    part_row = (((b * G + g) * NBLK + j) * N + offs_n) * L
     first = (offs_t == 0)[None, None, :]
     last_col = (offs_t == T - 1)[None, None, :]
 
@@ -217,8 +217,12 @@ def _scan_bwd_kernel(
         dC = tl.sum(hs * dy[:, None, :], axis=0)
         tl.store(du_ptr + row[:, None] + t[None, :], du, mask=m_dt)
         tl.store(ddt_ptr + row[:, None] + t[None, :], ddt, mask=m_dt)
-        tl.store(dB_ptr + part_row[:, None] + t[None, :], dB, mask=m_nt)
-        tl.store(dC_ptr + part_row[:, None] + t[None, :], dC, mask=m_nt)
+        if ATOMIC:  # other programs hold other channels of the group
+            tl.atomic_add(dB_ptr + bc_row[:, None] + t[None, :], dB, mask=m_nt)
+            tl.atomic_add(dC_ptr + bc_row[:, None] + t[None, :], dC, mask=m_nt)
+        else:
+            tl.store(dB_ptr + bc_row[:, None] + t[None, :], dB, mask=m_nt)
+            tl.store(dC_ptr + bc_row[:, None] + t[None, :], dC, mask=m_nt)
 
     tl.store(dA_ptr + (b * DIM + offs_d)[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn)
     if HAS_D:
@@ -249,7 +253,7 @@ def _directional_fwd_kernel(
 ):
     # one program per (batch, block of channels): the K directions run one after the other, each adding its
     # output into y at the positions it visits; a barrier between directions orders the read-modify-writes
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # int64 offsets: large tensors exceed 2**31 elements
     j = tl.program_id(1)
     offs_d = j * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < DIM

@@ -41,6 +41,8 @@ DEFAULT_CHUNK = 32
 TILE = 4096
 #: Warps per program.
 NUM_WARPS = 4
+#: On a GPU, channel blocks shrink (down to 2 channels) until there are this many programs per multiprocessor.
+PROGRAMS_PER_SM = 2
 
 _warned_f64 = False
 
@@ -117,6 +119,34 @@ def block_channels(channels: int, block_n: int, steps: int) -> int:
     return min(_pow2(channels), 1 << (fit.bit_length() - 1))
 
 
+def _min_programs(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1
+    return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def scan_geometry(batch: int, groups: int, per: int, dstate: int, length: int, device: torch.device) -> dict:
+    """Launch geometry of the selective-scan kernels (chunk, paddings, channels per program, counts).
+
+    Channels per program come from :data:`TILE`, then halve (down to 2) while the grid has fewer programs than
+    :data:`PROGRAMS_PER_SM` per multiprocessor of ``device`` (GPUs only): a sequential scan needs many programs in
+    flight to hide its latency. Untuned: no GPU was available when this was written.
+    """
+    steps = chunk_steps(length)
+    block_n = _pow2(dstate)
+    block_d = block_channels(per, block_n, steps)
+    wanted = _min_programs(device)
+    while block_d > 2 and batch * groups * -(-per // block_d) < wanted:
+        block_d //= 2
+    return {
+        "steps": steps,
+        "block_n": block_n,
+        "block_d": block_d,
+        "n_chunks": -(-length // steps),
+        "n_blocks": -(-per // block_d),
+    }
+
+
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, dt, A, B, C, D):  # type: ignore[override]
@@ -125,11 +155,10 @@ class _TritonScan(torch.autograd.Function):
         batch, dim, length = u.shape
         groups, dstate = B.shape[1], B.shape[2]
         per = dim // groups
-        steps = chunk_steps(length)
-        block_n = _pow2(dstate)
-        block_d = block_channels(per, block_n, steps)
-        n_chunks = -(-length // steps)
-        n_blocks = -(-per // block_d)
+        geo = scan_geometry(batch, groups, per, dstate, length, u.device)
+        steps, block_n, block_d, n_chunks, n_blocks = (
+            geo[k] for k in ("steps", "block_n", "block_d", "n_chunks", "n_blocks")
+        )
         u, dt, A, B, C = (t.contiguous() for t in (u, dt, A, B, C))
         D = None if D is None else D.contiguous()
         train = any(ctx.needs_input_grad)
@@ -179,8 +208,9 @@ class _TritonScan(torch.autograd.Function):
         ddt = torch.empty_like(u)
         dA_part = u.new_empty(batch, dim, dstate)
         dD_part = u.new_empty(batch, dim)
-        dB_part = u.new_empty(batch, groups, n_blocks, dstate, length)
-        dC_part = u.new_empty(batch, groups, n_blocks, dstate, length)
+        atomic = n_blocks > 1  # several programs add into the same dB/dC rows
+        dB = (torch.zeros_like if atomic else torch.empty_like)(B)
+        dC = (torch.zeros_like if atomic else torch.empty_like)(C)
         kernels._scan_bwd_kernel[(batch, groups, n_blocks)](
             u,
             dt,
@@ -195,20 +225,20 @@ class _TritonScan(torch.autograd.Function):
             ddt,
             dA_part,
             dD_part,
-            dB_part,
-            dC_part,
+            dB,
+            dC,
             length,
             dim,
             groups,
             per,
             dstate,
             n_chunks,
-            n_blocks,
             BLOCK_D=block_d,
             BLOCK_N=block_n,
             T=steps,
             HAS_D=D is not None,
             HAS_DLAST=dlast is not None,
+            ATOMIC=atomic,
             num_warps=NUM_WARPS,
         )
         need_u, need_dt, need_A, need_B, need_C, need_D = ctx.needs_input_grad
@@ -216,8 +246,8 @@ class _TritonScan(torch.autograd.Function):
             du if need_u else None,
             ddt if need_dt else None,
             dA_part.sum(0) if need_A else None,
-            dB_part.sum(2) if need_B else None,
-            dC_part.sum(2) if need_C else None,
+            dB if need_B else None,
+            dC if need_C else None,
             dD_part.sum(0) if (need_D and D is not None) else None,
         )
 
@@ -271,6 +301,8 @@ def directional_core(
     block_n = _pow2(dstate)
     block_r = _pow2(rank)
     block_d = block_channels(dim, max(block_n, block_r), steps)
+    while block_d > 2 and batch * -(-dim // block_d) < _min_programs(x.device):
+        block_d //= 2
     y = x.new_zeros(batch, length, dim)
     x, xdbl, dt_weight, dt_bias, A = (t.contiguous() for t in (x, xdbl, dt_weight, dt_bias, A))
     kernels._directional_fwd_kernel[(batch, -(-dim // block_d))](

@@ -166,6 +166,20 @@ def test_block_geometry():
     assert ts.block_channels(128, 16, 32) == 8 and ts.block_channels(3, 16, 32) == 4
 
 
+def test_channel_blocks_shrink_until_the_gpu_has_enough_programs(monkeypatch):
+    monkeypatch.setattr(ts, "CHUNK", 32)
+    monkeypatch.setattr(ts, "TILE", 4096)
+    cpu = torch.device("cpu")
+    # mad_s3: batch 2, 8 groups of 128 channels, N 16: 8 channels per program from the tile, 256 programs
+    assert ts.scan_geometry(2, 8, 128, 16, 4096, cpu) == dict(
+        steps=32, block_n=16, block_d=8, n_chunks=128, n_blocks=16
+    )
+    monkeypatch.setattr(ts, "_min_programs", lambda device: 264)  # 2 per SM on a 132-SM GPU
+    assert ts.scan_geometry(2, 8, 128, 16, 4096, cpu)["block_d"] == 4  # 512 programs
+    assert ts.scan_geometry(1, 2, 512, 16, 10_000, cpu)["block_d"] == 2  # acm_infer: 512 programs
+    assert ts.scan_geometry(1, 1, 2, 16, 10, cpu)["block_d"] == 2  # never below 2
+
+
 def test_import_ssmad_does_not_import_triton():
     code = (
         "import sys, torch, ssmad, ssmad.ssm as s\n"
