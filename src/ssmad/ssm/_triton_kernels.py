@@ -1,8 +1,10 @@
 """Triton kernels of the ``triton`` selective-scan backend (imported only by :mod:`ssmad.ssm.triton_scan`).
 
 This module imports :mod:`triton` at the top, so it is imported lazily: never at ``import ssmad`` time. Triton reads
-``TRITON_INTERPRET`` when a kernel is *decorated*, i.e. when this module is first imported; :data:`INTERPRETED`
-records which mode the process got.
+``TRITON_INTERPRET`` when a kernel is *decorated*: its own library functions (``tl.sum``, ``tl.flip``, ...) when
+:mod:`triton` is first imported, ours when this module is. The interpreter needs both in interpreted form, so
+``TRITON_INTERPRET=1`` must be set before the process first imports :mod:`triton`; :data:`INTERPRETED` records
+whether it was.
 
 Layouts (all contiguous float32): ``u, dt, y, du, ddt`` ``(batch, D, L)``; ``A`` ``(D, N)``; ``B, C``
 ``(batch, G, N, L)``; per-chunk start states ``(batch, D, n_chunks, N)``.
@@ -37,7 +39,7 @@ import triton
 import triton.language as tl
 
 #: Whether the kernels of this process run in Triton's interpreter (``TRITON_INTERPRET=1`` at first import).
-INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
+INTERPRETED: bool = False  # set at the end of the module, once the kernels are defined
 
 
 @triton.jit
@@ -312,3 +314,12 @@ def _directional_fwd_kernel(
             tl.store(y_ptr + x_off, prev + out, mask=m_dt)
             h = tl.sum(tl.where(last_col, hs, 0.0), axis=2)
         tl.debug_barrier()
+
+
+def _interpreted() -> bool:
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return all(isinstance(f, InterpretedFunction) for f in (tl.sum, tl.flip, _combine, _scan_fwd_kernel))
+
+
+INTERPRETED = _interpreted()

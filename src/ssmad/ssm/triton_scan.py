@@ -7,8 +7,8 @@ geometry and the :class:`torch.autograd.Function`. Nothing here imports :mod:`tr
 Devices:
 
 * CUDA tensors: the kernels are compiled by Triton on first use (cached by Triton).
-* CPU tensors: only under Triton's interpreter, ``TRITON_INTERPRET=1`` set before the first triton-backend call of
-  the process (Triton reads it when the kernels are defined). It is slow and meant for tests; otherwise a
+* CPU tensors: only under Triton's interpreter, ``TRITON_INTERPRET=1`` set before the process imports Triton
+  (Triton reads it when functions are decorated). It is slow and meant for tests; otherwise a
   :class:`~ssmad.errors.MissingDependencyError` says so.
 
 Numerics: the recurrence runs in float32 (float16/bfloat16/float32 inputs are converted by the shared wrapper,
@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 from types import ModuleType
 
 import torch
@@ -60,6 +61,12 @@ def triton_importable() -> bool:
         return False
 
 
+def _imported_for_a_gpu() -> bool:
+    """Whether Triton's language was already imported in compiled (not interpreted) form in this process."""
+    lang = sys.modules.get("triton.language")
+    return lang is not None and type(getattr(lang, "sum", None)).__name__ == "JITFunction"
+
+
 def status(device: torch.device | str) -> tuple[bool, str]:
     """Whether the triton backend can run on ``device`` here, and why (one line)."""
     device = torch.device(device)
@@ -71,6 +78,8 @@ def status(device: torch.device | str) -> tuple[bool, str]:
         return True, "triton is installed and a CUDA device is present"
     if device.type == "cpu":
         if interpret_requested():
+            if _imported_for_a_gpu():
+                return False, "TRITON_INTERPRET=1 was set after Triton was imported; set it before starting Python"
             return True, "TRITON_INTERPRET=1: Triton's interpreter (slow, for tests)"
         return False, "on CPU tensors only under TRITON_INTERPRET=1 (Triton's interpreter, for tests)"
     return False, f"no Triton kernels for {device.type} tensors"
@@ -90,9 +99,9 @@ def _kernels(device: torch.device) -> ModuleType:
 
     if device.type == "cpu" and not kernels.INTERPRETED:
         raise MissingDependencyError(
-            "selective-scan backend 'triton' on CPU tensors: the kernels of this process were compiled for a GPU "
-            "because TRITON_INTERPRET was not set when they were first used; set TRITON_INTERPRET=1 before the "
-            "first triton-backend call (or before starting Python)"
+            "selective-scan backend 'triton' on CPU tensors: Triton was imported in this process before "
+            "TRITON_INTERPRET=1 was set, so its kernels are built for a GPU; set TRITON_INTERPRET=1 before starting "
+            "Python (e.g. `TRITON_INTERPRET=1 python ...`)"
         )
     return kernels
 
