@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -164,15 +165,21 @@ class ScanRow:
     ratios: dict[str, float] = field(default_factory=dict)
 
 
-def _scan_call(inputs: dict[str, torch.Tensor], backend: str, grad: bool) -> Callable[[], object]:
+def _scan_call(inputs: dict[str, torch.Tensor], backend: str, grad: bool) -> Callable[[], torch.Tensor]:
     from ..ssm import selective_scan
 
-    def run() -> object:
+    def scan(t: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = selective_scan(
+            t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], None, t["delta_bias"], True, backend=backend
+        )
+        assert isinstance(out, torch.Tensor)
+        return out
+
+    def run() -> torch.Tensor:
         if not grad:
             with torch.no_grad():
-                return selective_scan(**inputs, delta_softplus=True, backend=backend)
-        leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.items()}
-        out = selective_scan(**leaves, delta_softplus=True, backend=backend)
+                return scan(inputs)
+        out = scan({k: v.detach().requires_grad_(True) for k, v in inputs.items()})
         out.backward(torch.ones_like(out))
         return out
 
@@ -228,7 +235,7 @@ def bench_scan_shape(
                 fn()
                 _sync(device)
                 times[m][i] = min(times[m][i], time.perf_counter() - t0)
-    rows = [ScanRow(shape.name, m, *times[m]) for m in methods]
+    rows = [ScanRow(shape.name, m, times[m][0], times[m][1]) for m in methods]
     if "torch" in methods:
         with torch.no_grad():
             want = calls["torch"][0]()
@@ -341,7 +348,7 @@ def bench_mambaad(
         train_s = None
         if train_repeats:
             step = _train_step(model, batch)
-            train_s = best_time(lambda step=step: step(images), train_repeats, device, warmup=2)
+            train_s = best_time(partial(step, images), train_repeats, device, warmup=2)
         rows.append(ModelRow(name, infer_s, train_s, batch))
         del model
         if device.type == "cuda":

@@ -148,8 +148,15 @@ def directional_scan(
     if resolve_backend(backend, x.device) == "triton":
         from . import triton_scan
 
-        tensors = (t.to(cdt) for t in (x, xdbl, dt_weight, dt_bias, A))
-        return triton_scan.directional_core(*tensors, None if D is None else D.to(cdt), index)
+        return triton_scan.directional_core(
+            x.to(cdt),
+            xdbl.to(cdt),
+            dt_weight.to(cdt),
+            dt_bias.to(cdt),
+            A.to(cdt),
+            None if D is None else D.to(cdt),
+            index,
+        )
     from . import cpu
 
     d_sum = None if D is None else D.to(cdt).sum(0)
