@@ -34,6 +34,7 @@ def _fake_mamba_ssm(monkeypatch, importable: bool) -> None:
 
 
 def _fake_triton(monkeypatch, importable: bool) -> None:
+    monkeypatch.delitem(sys.modules, "triton.language", raising=False)  # a real import made by another test
     if importable:
         module = types.ModuleType("triton")
         module.__spec__ = importlib.machinery.ModuleSpec("triton", None)
