@@ -21,6 +21,7 @@ wanted); the backward recomputes the states inside a chunk from it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -106,6 +107,11 @@ def _kernels(device: torch.device) -> ModuleType:
     return kernels
 
 
+def _on(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make ``device`` current while a kernel launches (Triton launches on the current CUDA device)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _pow2(n: int, low: int = 2) -> int:
     """Smallest power of two >= max(n, low)."""
     p = low
@@ -174,30 +180,31 @@ class _TritonScan(torch.autograd.Function):
         y = torch.empty_like(u)
         last = u.new_empty(batch, dim, dstate)
         starts = u.new_empty(batch, dim, n_chunks, dstate) if train else last
-        kernels._scan_fwd_kernel[(batch, groups, n_blocks)](
-            u,
-            dt,
-            A,
-            B,
-            C,
-            u if D is None else D,
-            y,
-            starts,
-            last,
-            length,
-            dim,
-            groups,
-            per,
-            dstate,
-            n_chunks,
-            BLOCK_D=block_d,
-            BLOCK_N=block_n,
-            T=steps,
-            HAS_D=D is not None,
-            SAVE_STARTS=train,
-            SAVE_LAST=True,
-            num_warps=NUM_WARPS,
-        )
+        with _on(u.device):
+            kernels._scan_fwd_kernel[(batch, groups, n_blocks)](
+                u,
+                dt,
+                A,
+                B,
+                C,
+                u if D is None else D,
+                y,
+                starts,
+                last,
+                length,
+                dim,
+                groups,
+                per,
+                dstate,
+                n_chunks,
+                BLOCK_D=block_d,
+                BLOCK_N=block_n,
+                T=steps,
+                HAS_D=D is not None,
+                SAVE_STARTS=train,
+                SAVE_LAST=True,
+                num_warps=NUM_WARPS,
+            )
         if train:
             ctx.save_for_backward(u, dt, A, B, C, D, starts)
             ctx.geometry = (steps, block_n, block_d, n_chunks, n_blocks)
@@ -220,36 +227,37 @@ class _TritonScan(torch.autograd.Function):
         atomic = n_blocks > 1  # several programs add into the same dB/dC rows
         dB = (torch.zeros_like if atomic else torch.empty_like)(B)
         dC = (torch.zeros_like if atomic else torch.empty_like)(C)
-        kernels._scan_bwd_kernel[(batch, groups, n_blocks)](
-            u,
-            dt,
-            A,
-            B,
-            C,
-            u if D is None else D,
-            dy,
-            starts,
-            u if dlast is None else dlast.float().contiguous(),
-            du,
-            ddt,
-            dA_part,
-            dD_part,
-            dB,
-            dC,
-            length,
-            dim,
-            groups,
-            per,
-            dstate,
-            n_chunks,
-            BLOCK_D=block_d,
-            BLOCK_N=block_n,
-            T=steps,
-            HAS_D=D is not None,
-            HAS_DLAST=dlast is not None,
-            ATOMIC=atomic,
-            num_warps=NUM_WARPS,
-        )
+        with _on(u.device):
+            kernels._scan_bwd_kernel[(batch, groups, n_blocks)](
+                u,
+                dt,
+                A,
+                B,
+                C,
+                u if D is None else D,
+                dy,
+                starts,
+                u if dlast is None else dlast.float().contiguous(),
+                du,
+                ddt,
+                dA_part,
+                dD_part,
+                dB,
+                dC,
+                length,
+                dim,
+                groups,
+                per,
+                dstate,
+                n_chunks,
+                BLOCK_D=block_d,
+                BLOCK_N=block_n,
+                T=steps,
+                HAS_D=D is not None,
+                HAS_DLAST=dlast is not None,
+                ATOMIC=atomic,
+                num_warps=NUM_WARPS,
+            )
         need_u, need_dt, need_A, need_B, need_C, need_D = ctx.needs_input_grad
         return (
             du if need_u else None,
@@ -314,26 +322,27 @@ def directional_core(
         block_d //= 2
     y = x.new_zeros(batch, length, dim)
     x, xdbl, dt_weight, dt_bias, A = (t.contiguous() for t in (x, xdbl, dt_weight, dt_bias, A))
-    kernels._directional_fwd_kernel[(batch, -(-dim // block_d))](
-        x,
-        xdbl,
-        dt_weight,
-        dt_bias,
-        A,
-        x if D is None else D.contiguous(),
-        index.to(device=x.device, dtype=torch.int32).contiguous(),
-        y,
-        length,
-        dim,
-        k,
-        rank,
-        dstate,
-        -(-length // steps),
-        BLOCK_D=block_d,
-        BLOCK_N=block_n,
-        BLOCK_R=block_r,
-        T=steps,
-        HAS_D=D is not None,
-        num_warps=NUM_WARPS,
-    )
+    with _on(x.device):
+        kernels._directional_fwd_kernel[(batch, -(-dim // block_d))](
+            x,
+            xdbl,
+            dt_weight,
+            dt_bias,
+            A,
+            x if D is None else D.contiguous(),
+            index.to(device=x.device, dtype=torch.int32).contiguous(),
+            y,
+            length,
+            dim,
+            k,
+            rank,
+            dstate,
+            -(-length // steps),
+            BLOCK_D=block_d,
+            BLOCK_N=block_n,
+            BLOCK_R=block_r,
+            T=steps,
+            HAS_D=D is not None,
+            num_warps=NUM_WARPS,
+        )
     return y
