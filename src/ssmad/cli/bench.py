@@ -43,6 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     acm.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     acm.add_argument("--json", default=None, help="also write the sweep to this new JSON file")
     acm.set_defaults(func=_run_acmamba)
+    gpu = targets.add_parser(
+        "gpu",
+        help="one command for a GPU machine: gpu tests, scan kernels vs torch/mamba-ssm/roofline, MambaAD images/s",
+    )
+    gpu.add_argument("--json", default=None, help="new JSON file for the report (default ssmad-bench-gpu-<time>.json)")
+    gpu.add_argument("--shapes", default=None, help="comma-separated scan shapes (default mad_s3,mad_s2,acm_infer)")
+    gpu.add_argument("--repeats", type=int, default=5, help="timed rounds per scan measurement (min is kept)")
+    gpu.add_argument("--skip-tests", action="store_true", help="do not run the gpu-marked tests")
+    gpu.add_argument("--skip-models", action="store_true", help="do not time MambaAD")
+    gpu.set_defaults(func=_run_gpu)
 
 
 def _run_scan(args: argparse.Namespace) -> int:
@@ -104,4 +114,20 @@ def _run_acmamba(args: argparse.Namespace) -> int:
     if args.json:
         meta = {"seeds": seeds, "options": options, "scenes": [name for name, _, _ in scenes]}
         print(f"written: {sweep.write_sweep_json(args.json, key, rx, rows, meta)}")
+    return 0
+
+
+def _run_gpu(args: argparse.Namespace) -> int:
+    from ..bench.gpu import SCAN_SHAPES, run_gpu_benchmark
+    from ..errors import ConfigError
+
+    if args.repeats < 1:
+        raise ConfigError(f"bench gpu: --repeats must be at least 1, got {args.repeats}")
+    run_gpu_benchmark(
+        args.json,
+        shapes=args.shapes.split(",") if args.shapes else SCAN_SHAPES,
+        repeats=args.repeats,
+        run_tests=not args.skip_tests,
+        run_models=not args.skip_models,
+    )
     return 0

@@ -148,7 +148,8 @@ class DirectionalSSM(nn.Module):
     def use_fused(self, x: Tensor) -> bool:
         """Whether :meth:`scan_positions` can replace gather → :meth:`scan_sequences` → merge for input ``x``.
 
-        True when no gradient is wanted (inference) and the scan backend resolves to the compiled CPU kernel.
+        True when no gradient is wanted (inference) and the scan backend resolves to the compiled CPU kernel or to
+        the Triton one (float32).
         """
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return False

@@ -6,15 +6,25 @@ Only torch and numpy are needed here; nothing in this package imports a higher r
 from __future__ import annotations
 
 from .directional import directional_scan, directional_scan_ref
-from .interface import BACKENDS, available_backends, backend_available, resolve_backend, selective_scan
+from .interface import (
+    BACKENDS,
+    available_backends,
+    backend_available,
+    backend_status,
+    explain_backends,
+    resolve_backend,
+    selective_scan,
+)
 from .reference import selective_scan_ref
 
 __all__ = [
     "BACKENDS",
     "available_backends",
     "backend_available",
+    "backend_status",
     "directional_scan",
     "directional_scan_ref",
+    "explain_backends",
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",

@@ -15,11 +15,12 @@ logger = logging.getLogger(__name__)
 
 _fn: Any = None
 _checked = False
+_load_error = ""
 _warned_f64 = False
 
 
 def _load() -> Any:
-    global _fn, _checked
+    global _fn, _checked, _load_error
     if not _checked:
         _checked = True
         try:
@@ -27,16 +28,26 @@ def _load() -> Any:
         except Exception as err:  # ImportError, or a broken CUDA build raising at import time
             logger.debug("mamba-ssm is not usable here: %s", err)
             _fn = None
+            _load_error = f"{type(err).__name__}: {err}"
         else:
             _fn = selective_scan_fn
     return _fn
 
 
-def is_available() -> bool:
-    """Whether mamba-ssm imports and a CUDA device is present."""
+def status() -> tuple[bool, str]:
+    """Whether mamba-ssm imports and a CUDA device is present, and why (one line)."""
     import torch
 
-    return torch.cuda.is_available() and _load() is not None
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    if _load() is None:
+        return False, f"mamba-ssm is not importable ({_load_error})"
+    return True, "mamba-ssm imports and a CUDA device is present"
+
+
+def is_available() -> bool:
+    """Whether mamba-ssm imports and a CUDA device is present."""
+    return status()[0]
 
 
 def selective_scan_cuda(

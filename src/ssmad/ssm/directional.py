@@ -16,7 +16,8 @@ stacked ``x_proj`` weights gives it in raster order, with no gathered copy of ``
 :func:`directional_scan_ref` is the readable composition of gather → :func:`ssmad.ssm.selective_scan` → scatter,
 and is what runs whenever gradients are wanted. Without autograd on the ``cpu`` backend, :func:`directional_scan`
 runs the compiled kernel instead, which does the gathers, the projection to step sizes, softplus, the K scans and
-the merge in one pass without the ``(batch, K, D, L)`` temporaries of the composition.
+the merge in one pass without the ``(batch, K, D, L)`` temporaries of the composition; on the ``triton`` backend
+(float32 recurrence) it runs the same fusion as one Triton kernel.
 """
 
 from __future__ import annotations
@@ -97,13 +98,17 @@ def directional_scan_ref(
 
 
 def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype) -> bool:
-    """Whether :func:`directional_scan` runs the fused kernel for these settings (when no gradient is wanted)."""
-    if dtype not in (torch.float32, torch.float64):
-        return False
+    """Whether :func:`directional_scan` runs a fused kernel for these settings (when no gradient is wanted).
+
+    ``dtype`` is the recurrence dtype: the C++ kernel takes float32 and float64, the Triton one float32.
+    """
     try:
-        return resolve_backend(backend, device) == "cpu"
+        name = resolve_backend(backend, device)
     except (MissingDependencyError, ValueError):  # reported by the scan itself when it runs
         return False
+    if name == "cpu":
+        return dtype in (torch.float32, torch.float64)
+    return name == "triton" and dtype == torch.float32
 
 
 def directional_scan(
@@ -128,9 +133,9 @@ def directional_scan(
         D: Skip terms, shape ``(K, D)``, or None.
         index: ``index[k, t]`` = position visited at step ``t`` of direction ``k``, shape ``(K, L)``; each row a
             permutation of ``0 .. L-1``.
-        backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``). The fused kernel
-            runs when it resolves to ``cpu``, inputs are float32/float64 and no gradient is wanted; otherwise the
-            composition :func:`directional_scan_ref` runs on that backend.
+        backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``, ``triton``). A fused
+            kernel runs when no gradient is wanted and it resolves to ``cpu`` (float32/float64 recurrence) or
+            ``triton`` (float32 recurrence); otherwise the composition :func:`directional_scan_ref` runs on it.
 
     Returns:
         Summed outputs, shape ``(batch, L, D)``, float32 (float64 for float64 inputs).
@@ -140,6 +145,18 @@ def directional_scan(
     grad = needs_grad(x, xdbl, dt_weight, dt_bias, A, D)
     if grad or not fused_available(backend, x.device, cdt):
         return directional_scan_ref(x, xdbl, dt_weight, dt_bias, A, D, index, backend=backend)
+    if resolve_backend(backend, x.device) == "triton":
+        from . import triton_scan
+
+        return triton_scan.directional_core(
+            x.to(cdt),
+            xdbl.to(cdt),
+            dt_weight.to(cdt),
+            dt_bias.to(cdt),
+            A.to(cdt),
+            None if D is None else D.to(cdt),
+            index,
+        )
     from . import cpu
 
     d_sum = None if D is None else D.to(cdt).sum(0)

@@ -7,12 +7,15 @@ backend        what it is                                                       
 ``cpu``        C++ kernel compiled on first use and cached (:mod:`.cpu`)             CPU
 ``torch``      pure-PyTorch chunked scan with its own backward (:mod:`.chunked`)    any
 ``cuda``       mamba-ssm's ``selective_scan_fn`` (:mod:`.cuda`), when installed      CUDA
+``triton``     Triton kernels, forward and backward (:mod:`.triton_scan`)            CUDA (CPU: interpreter)
 ``auto``       the fastest available for the tensors' device                         any
 =============  ====================================================================  =================
 
-``auto`` resolves to ``cpu`` then ``torch`` on a CPU, and to ``cuda`` then ``torch`` on a GPU. The environment
-variable ``SSMAD_SCAN_BACKEND`` replaces ``auto`` by a fixed choice (an explicit ``backend=`` argument wins over
-it). The first resolution per device type is logged once.
+``auto`` resolves to ``cpu`` then ``torch`` on a CPU, and to ``cuda`` (mamba-ssm importable) then ``triton`` (Triton
+installed) then ``torch`` on a GPU. The ``triton`` backend takes CPU tensors only under ``TRITON_INTERPRET=1``
+(Triton's interpreter, for tests); ``auto`` never picks it on a CPU. The environment variable ``SSMAD_SCAN_BACKEND``
+replaces ``auto`` by a fixed choice (an explicit ``backend=`` argument wins over it). The first resolution per
+device type is logged once, with the reason; :func:`explain_backends` gives every backend's reason.
 """
 
 from __future__ import annotations
@@ -30,37 +33,74 @@ from .reference import selective_scan_ref
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "reference", "cpu", "torch", "cuda"]
-BACKENDS: tuple[str, ...] = ("reference", "cpu", "torch", "cuda")
+Backend = Literal["auto", "reference", "cpu", "torch", "cuda", "triton"]
+BACKENDS: tuple[str, ...] = ("reference", "cpu", "torch", "cuda", "triton")
 ENV_VAR = "SSMAD_SCAN_BACKEND"
 
 _logged: set[str] = set()
 
 
-def backend_available(name: str, device: torch.device | str = "cpu") -> bool:
-    """Whether backend ``name`` can run on ``device`` in this environment (compiles the CPU kernel if needed)."""
+def backend_status(name: str, device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """Whether backend ``name`` can run on ``device`` in this environment, and why (one line).
+
+    Compiles the CPU kernel if needed; imports mamba-ssm (never triton) to check it.
+    """
     device = torch.device(device)
-    if name in ("reference", "torch"):
-        return True
+    if name == "reference":
+        return True, "pure PyTorch, sequential (the oracle)"
+    if name == "torch":
+        return True, "pure PyTorch, chunked parallel scan"
     if name == "cpu":
         if device.type != "cpu":
-            return False
+            return False, "C++ kernel for CPU tensors only"
         from . import cpu
 
-        return cpu.is_available()
+        if cpu.is_available():
+            return True, "C++ kernel compiled and loaded"
+        return False, f"C++ kernel unavailable ({cpu._load_failed or 'not loaded'})"
     if name == "cuda":
         if device.type != "cuda":
-            return False
+            return False, "mamba-ssm kernel for CUDA tensors only"
         from . import cuda
 
-        return cuda.is_available()
+        return cuda.status()
+    if name == "triton":
+        from . import triton_scan
+
+        return triton_scan.status(device)
     raise ValueError(f"unknown selective-scan backend {name!r}; choose one of {', '.join(('auto', *BACKENDS))}")
 
 
+def backend_available(name: str, device: torch.device | str = "cpu") -> bool:
+    """Whether backend ``name`` can run on ``device`` in this environment (compiles the CPU kernel if needed)."""
+    return backend_status(name, device)[0]
+
+
+def _auto_order(device: torch.device) -> tuple[str, ...]:
+    if device.type == "cuda":
+        return ("cuda", "triton", "torch", "reference")
+    return ("cpu", "torch", "reference")
+
+
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
-    """Backends that can run on ``device`` here, fastest first (``reference`` last)."""
-    order = ("cuda", "torch", "reference") if torch.device(device).type == "cuda" else ("cpu", "torch", "reference")
-    return [name for name in order if backend_available(name, device)]
+    """Backends that ``auto`` may pick on ``device`` here, fastest first (``reference`` last).
+
+    ``triton`` is listed for CUDA devices only: on a CPU it runs in Triton's interpreter, a testing aid.
+    """
+    device = torch.device(device)
+    return [name for name in _auto_order(device) if backend_available(name, device)]
+
+
+def explain_backends(device: torch.device | str = "cpu") -> tuple[str, list[tuple[str, bool, str]]]:
+    """What ``auto`` picks on ``device`` (ignoring ``SSMAD_SCAN_BACKEND``) and every candidate's status.
+
+    Returns:
+        The chosen backend and ``(name, available, reason)`` for each candidate in ``auto``'s order of preference.
+    """
+    device = torch.device(device)
+    rows = [(name, *backend_status(name, device)) for name in _auto_order(device)]
+    chosen = next(name for name, ok, _ in rows if ok)
+    return chosen, rows
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
@@ -75,27 +115,36 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     if backend == "auto":
         backend = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if backend == "auto":
-        name = available_backends(device)[0]
         key = f"auto:{device.type}"
         if key not in _logged:
             _logged.add(key)
+            name, rows = explain_backends(device)
+            skipped = "; ".join(f"{n}: {why}" for n, ok, why in rows if not ok and n != name)
             logger.info(
-                "selective_scan: backend 'auto' on %s uses %r (set %s to force one)", device.type, name, ENV_VAR
+                "selective_scan: backend 'auto' on %s uses %r%s (set %s to force one)",
+                device.type,
+                name,
+                f" ({skipped})" if skipped else "",
+                ENV_VAR,
             )
-        return name
+            return name
+        return available_backends(device)[0]
     if backend not in BACKENDS:
         raise ValueError(
             f"unknown selective-scan backend {backend!r}"
             + (f" (from ${ENV_VAR})" if requested == "auto" else "")
             + f"; choose one of {', '.join(('auto', *BACKENDS))}"
         )
-    if not backend_available(backend, device):
+    ok, why = backend_status(backend, device)
+    if not ok:
         hint = {
             "cpu": "the C++ kernel needs a C++ compiler (g++/clang++) and tensors on the CPU; "
             "use backend='torch' otherwise",
             "cuda": "install the optional extra `pip install ssmad[cuda]` (mamba-ssm) and put the tensors on a GPU",
+            "triton": "install triton (it comes with PyTorch's CUDA wheels) and put the tensors on a GPU, or set "
+            "TRITON_INTERPRET=1 to run it on CPU tensors in Triton's interpreter",
         }[backend]
-        raise MissingDependencyError(f"selective-scan backend {backend!r} is not available on {device}: {hint}")
+        raise MissingDependencyError(f"selective-scan backend {backend!r} is not available on {device} ({why}): {hint}")
     return backend
 
 
@@ -127,7 +176,7 @@ def selective_scan(
         delta_bias: Added to ``delta``, shape ``(D,)``.
         delta_softplus: Apply softplus to ``delta`` after the bias.
         return_last_state: Also return the final state.
-        backend: ``auto``, ``reference``, ``cpu``, ``torch`` or ``cuda`` (see the module docstring).
+        backend: ``auto``, ``reference``, ``cpu``, ``torch``, ``cuda`` or ``triton`` (see the module docstring).
 
     Returns:
         ``out`` ``(batch, D, L)`` in ``u``'s dtype; with ``return_last_state`` also the last state
@@ -146,6 +195,10 @@ def selective_scan(
         from . import cpu
 
         return scan_with_core(cpu.core, *args)
+    if name == "triton":
+        from . import triton_scan
+
+        return scan_with_core(triton_scan.core, *args)
     from . import chunked
 
     return scan_with_core(chunked.core, *args)

@@ -66,7 +66,7 @@ class ACMambaConfig:
         inference_chunk: Pixels per inference pass; 0 = the whole scene as one sequence (upstream). A positive
             value bounds memory on large scenes by scanning the raster sequence in consecutive pieces (changes
             results slightly: the scan restarts at each piece).
-        scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``).
+        scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``, ``triton``).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
         seed: Seed of the network init, the samples and the masks (upstream uses 4).
         threshold_quantile: Quantile of the fitted scene's scores used as ``threshold_`` (label-free).
@@ -147,8 +147,8 @@ class ACMambaConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.training not in ("region", "pixel"):
             fail(f"training must be 'region' or 'pixel', got {self.training!r}")
-        if self.scan_backend not in ("auto", "reference", "cpu", "torch", "cuda"):
-            fail(f"scan_backend must be auto, reference, cpu, torch or cuda, got {self.scan_backend!r}")
+        if self.scan_backend not in ("auto", "reference", "cpu", "torch", "cuda", "triton"):
+            fail(f"scan_backend must be auto, reference, cpu, torch, cuda or triton, got {self.scan_backend!r}")
         if not isinstance(self.device, str) or self.device.split(":")[0] not in ("auto", "cpu", "cuda"):
             fail(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         for name in ("dual_encoder", "gradient_surgery", "masking", "rx_fusion", "progress"):

@@ -26,7 +26,7 @@ from .._recon import LOSSES, ReconConfigMixin, size_pair
 
 __all__ = ["MambaADConfig"]
 
-SCAN_BACKENDS = ("auto", "reference", "cpu", "torch", "cuda")
+SCAN_BACKENDS = ("auto", "reference", "cpu", "torch", "cuda", "triton")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class MambaADConfig(ReconConfigMixin):
         sigma: Gaussian σ of the anomaly-map smoothing (0: none).
         map_divisor: Constant the summed map is divided by (ADer: 9 = 3 scales × Σ weights; irrelevant to
             rankings, kept for comparable map values).
-        scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``).
+        scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``, ``triton``).
     """
 
     model_key = "mambaad"  # error-message name (a plain class attribute, not a dataclass field)
