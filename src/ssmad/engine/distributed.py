@@ -225,8 +225,11 @@ def launch(argv: Sequence[str], nproc: int, device: str = "auto") -> int:
         str(device).startswith("cuda") or (str(device) == "auto" and torch.cuda.is_available())
     ):
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, known in list(logging.root.manager.loggerDict.items()):  # the launcher's chatter; failures stay
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.launcher")) and isinstance(
+            known, logging.Logger
+        ):
+            known.setLevel(logging.ERROR)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -449,7 +452,7 @@ def convert_batchnorm(net: nn.Module) -> int:
     group = dist.new_group(backend=dist.get_backend())
     for m in layers:
         m.__class__ = _global_class(type(m))
-        m._sync_group = group  # type: ignore[attr-defined]
+        setattr(m, "_sync_group", group)  # noqa: B010 - an attribute of the swapped-in class only
     return len(layers)
 
 

@@ -223,7 +223,7 @@ def train_run(
         evaluate_on=test if test and config.trainer.eval_every else None,
     )
     evaluations = [{"epoch": r["epoch"], **r["metrics"]} for r in det.history_ if "metrics" in r]
-    metrics = None
+    metrics: dict[str, Any] | None = None
     report = None
     info = {
         "model": config.model_name,
@@ -233,12 +233,13 @@ def train_run(
         "epochs": config.trainer.epochs,
         "threshold": f"{det.threshold_:.5g} ({det.threshold_info_})",
     }
+    results: Any = None
     if test:
         metrics, results = det.evaluate(test, return_results=True, shard=True)
         metrics["epoch"] = config.trainer.epochs
     if not distributed.is_main():  # the other processes are done: rank 0 writes
         return RunResult(run_dir=run_dir, metrics=metrics, report=None, detector=det)
-    if test:
+    if metrics is not None:
         evaluations.append({"epoch": config.trainer.epochs, **{k: v for k, v in metrics.items() if k in HEADLINE}})
         report = write_evaluation(
             run_dir,

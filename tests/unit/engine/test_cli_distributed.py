@@ -91,7 +91,8 @@ def test_sharded_test_and_predict_equal_one_process(
 def test_torchrun_training_equals_one_process_with_the_global_batch(
     synth_root: Path, tmp_path: Path, worker_env: dict[str, str]
 ) -> None:
-    extra = ("--deterministic", "--model.dropout", "0", "--trainer.eval_every", "1", "--output.report", "false")
+    extra = ("--deterministic", "--model.dropout", "0", "--trainer.eval_every", "1", "--threshold.holdout", "0")
+    extra = (*extra, "--output.images", "0", "--output.report", "false")
     assert main(_train_args(synth_root, tmp_path / "one", *extra)) == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "ssmad"]
     done = subprocess.run(
@@ -131,7 +132,8 @@ def test_resume_with_two_processes_continues_a_one_process_run(
 
     from .test_train import KillAt, Killed
 
-    extra = ("--trainer.epochs", "3", "--deterministic", "--model.dropout", "0", "--output.report", "false")
+    extra = ("--trainer.epochs", "3", "--deterministic", "--model.dropout", "0", "--threshold.holdout", "0")
+    extra = (*extra, "--output.images", "0", "--output.report", "false")
     assert main(_train_args(synth_root, tmp_path / "full", *extra)) == 0
     args = build_parser().parse_args(_train_args(synth_root, tmp_path / "killed", *extra)[1:])
     assert isinstance(args, argparse.Namespace)
