@@ -20,6 +20,8 @@ the CPU; ``trainer.batch_size`` is the global batch). Several machines: ``torchr
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import re
 import sys
 import types
@@ -201,6 +203,13 @@ def run(args: argparse.Namespace) -> int:
     devices = distributed.check_devices(config.trainer.devices, config.trainer.device, option="--trainer.devices")
     if devices > 1 and not distributed.in_launched_worker():
         return distributed.launch(args.argv, devices, config.trainer.device)
+    local = os.environ.get("LOCAL_WORLD_SIZE")
+    if distributed.in_launched_worker() and devices > 1 and local and int(local) != devices:
+        logging.getLogger(__name__).warning(
+            "--trainer.devices %d differs from the %s processes per machine that torchrun started; torchrun decides",
+            devices,
+            local,
+        )
     result = train_run(config, resume=args.resume)
     if distributed.is_main():
         print_summary(result.run_dir, result.metrics, result.report)

@@ -63,6 +63,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: Process group of the object collectives (gloo: pickled results stay in host memory, also next to nccl).
+_OBJECT_GROUP: Any = None
+
 #: Environment variables a worker started by the elastic launcher (or ``torchrun``) finds.
 ENV_VARS: tuple[str, ...] = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -179,11 +182,14 @@ def setup(device: str | torch.device = "auto") -> torch.device:
         return dev
     if not dist.is_available():  # pragma: no cover - every official build has it
         raise ConfigError("this PyTorch build has no torch.distributed; multi-process runs are not possible")
+    global _OBJECT_GROUP
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         dist.init_process_group(backend="nccl", device_id=dev)
+        _OBJECT_GROUP = dist.new_group(backend="gloo")
     else:
         dist.init_process_group(backend="gloo")
+        _OBJECT_GROUP = None  # the default group is gloo already
     atexit.register(_teardown)
     if dist.get_rank() != 0:  # logs and progress come from rank 0 only
         logging.getLogger("ssmad").setLevel(logging.ERROR)
@@ -260,7 +266,7 @@ def broadcast(value: T, src: int = 0) -> T:
     if not is_active():
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=_object_group())
     return box[0]
 
 
@@ -295,8 +301,13 @@ def gather_to_main(value: T) -> list[T] | None:
     if not is_active():
         return [value]
     out: list[Any] | None = [None] * dist.get_world_size() if is_main() else None
-    dist.gather_object(value, out, dst=0)
+    dist.gather_object(value, out, dst=0, group=_object_group())
     return out
+
+
+def _object_group() -> Any:
+    """The gloo group for pickled objects made by :func:`setup` (``None``: the default group)."""
+    return _OBJECT_GROUP
 
 
 def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:

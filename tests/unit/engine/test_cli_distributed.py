@@ -166,3 +166,23 @@ def test_multi_process_errors_exit_2_before_any_worker_starts(
     assert main(_train_args(synth_root, tmp_path / "r", "--trainer.devices", "0")) == 2
     assert "trainer.devices must be ≥ 1" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mambaad", "rd4ad"])
+def test_real_networks_get_the_global_batch_gradient(name: str, worker_env: dict[str, str]) -> None:
+    """In float64 (float32 rounding is amplified by batch norm over few pixels), 2 processes = 1 process."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run(
+        [*cmd, "-m", "tests.unit.engine._ddp_gradients", name],
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["same_keys"]
+    assert result["dec"] < 1e-10
+    assert result["grad"] < 1e-10
