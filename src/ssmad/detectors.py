@@ -283,8 +283,8 @@ class ImageDetector:
         Returns:
             ``self``.
         """
-        from .engine.data import resolve_device
-        from .engine.evaluate import collect, compute_metrics, f1_thresholds, quantile_thresholds
+        from .engine import distributed
+        from .engine.evaluate import collect_sharded, compute_metrics, f1_thresholds, quantile_thresholds
         from .engine.seed import seed_everything, set_deterministic
         from .engine.train import train_network
 
@@ -296,7 +296,7 @@ class ImageDetector:
             merged = {**dataclasses.asdict(self.trainer), **trainer_overrides}
             self.trainer = build_section(type(self.trainer), merged, "trainer", "fit(...) options")
         cfg = self.trainer
-        device = resolve_device(cfg.device)
+        device = distributed.setup(cfg.device)  # joins the process group when started by torchrun / --devices
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)
         t0 = time.perf_counter()
@@ -314,10 +314,14 @@ class ImageDetector:
             eval_data = self._evaluation_data(evaluate_on, pre)
 
             def evaluate_fn(epoch: int) -> dict[str, Any]:
-                res = collect(net, eval_data, device=device, batch_size=cfg.eval_batch_size)
-                metrics = compute_metrics(res, self.metrics_definition)
-                logger.info("epoch %d: %s", epoch, _headline(metrics))
-                return {k: v for k, v in metrics.items() if k != "per_category"}
+                res = collect_sharded(net, eval_data, device=device, batch_size=cfg.eval_batch_size)
+
+                def summary() -> dict[str, Any]:
+                    metrics = compute_metrics(res, self.metrics_definition)  # type: ignore[arg-type]
+                    logger.info("epoch %d: %s", epoch, _headline(metrics))
+                    return {k: v for k, v in metrics.items() if k != "per_category"}
+
+                return distributed.run_on_main(summary)
 
         history = train_network(
             net,
@@ -339,9 +343,13 @@ class ImageDetector:
         # thresholds
         q = self.threshold
         if validation is not None:
-            res = collect(net, self._evaluation_data(validation, pre), device=device, batch_size=cfg.eval_batch_size)
-            image_t, pixel_t = f1_thresholds(res)
-            info = f"F1-optimal on {len(res)} labelled validation images"
+            vres = collect_sharded(
+                net, self._evaluation_data(validation, pre), device=device, batch_size=cfg.eval_batch_size
+            )
+            image_t, pixel_t, n_val = distributed.run_on_main(
+                lambda: (*f1_thresholds(vres), len(vres))  # type: ignore[arg-type]
+            )
+            info = f"F1-optimal on {n_val} labelled validation images"
         else:
             if held:
                 from .data.images import AnomalyImageDataset
@@ -349,10 +357,12 @@ class ImageDetector:
                 source, what = AnomalyImageDataset(held, pre), f"{len(held)} held-out normal training images"
             else:
                 source, what = dataset, f"the {len(dataset)} training images (no hold-out)"  # type: ignore[arg-type]
-            res = collect(
+            res = collect_sharded(
                 net, source, device=device, batch_size=cfg.eval_batch_size, keep_maps=q.pixel_quantile is not None
             )
-            image_t, pixel_t = quantile_thresholds(res.scores, res.maps, q.quantile, q.pixel_quantile)
+            image_t, pixel_t = distributed.run_on_main(
+                lambda: quantile_thresholds(res.scores, res.maps, q.quantile, q.pixel_quantile)  # type: ignore[union-attr]
+            )
             info = f"quantile {q.quantile} of the scores of {what}"
         if q.value is not None:
             image_t, info = float(q.value), "fixed (threshold.value)"
@@ -413,22 +423,31 @@ class ImageDetector:
         self._check_fitted()
         return (self.decision_function(x) > self.threshold_).astype(np.int64)
 
-    def evaluate(self, data: Any, *, return_results: bool = False) -> Any:
+    def evaluate(self, data: Any, *, return_results: bool = False, shard: bool = False) -> Any:
         """Metrics on labelled test data (design.md names; threshold-free).
 
         Args:
             data: A data set folder (its ``test`` split), a list of :class:`~ssmad.data.ImageRecord` or an
                 :class:`~ssmad.data.AnomalyImageDataset`.
             return_results: Also return the :class:`~ssmad.engine.evaluate.Collected` maps and scores.
+            shard: Split the images over the processes of the active process group (every process must call
+                this); the metrics equal those of one process and are returned on every process, the results
+                on rank 0 only (``None`` elsewhere).
 
         Returns:
             The metrics dict (class means at the top, ``per_category`` below), or ``(metrics, results)``.
         """
-        from .engine.evaluate import collect, compute_metrics
+        from .engine import distributed
+        from .engine.evaluate import collect, collect_sharded, compute_metrics
 
         self._check_fitted()
         dataset = self._evaluation_data(data, self.preprocessing_)
-        res = collect(self.net_, dataset, device=self.device_, batch_size=self.trainer.eval_batch_size)
+        batch = self.trainer.eval_batch_size
+        if shard and distributed.is_active():
+            sres = collect_sharded(self.net_, dataset, device=self.device_, batch_size=batch)
+            metrics = distributed.run_on_main(lambda: compute_metrics(sres, self.metrics_definition))  # type: ignore[arg-type]
+            return (metrics, sres) if return_results else metrics
+        res = collect(self.net_, dataset, device=self.device_, batch_size=batch)
         metrics = compute_metrics(res, self.metrics_definition)
         return (metrics, res) if return_results else metrics
 

@@ -2,12 +2,17 @@
 
 Entries are ``"module:attribute"`` strings resolved on first use, so ``import ssmad`` stays cheap and a
 detector whose optional dependencies are missing only fails when it is asked for.
+
+Detectors of your own (subclasses of :class:`~ssmad.detectors.ImageDetector`) reach the command line — and the
+worker processes that ``--devices N`` starts — through the environment variable ``SSMAD_MODELS``:
+``SSMAD_MODELS="mynet=mypackage.detectors:MyNetDetector,other=pkg.mod:Other"``.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +28,27 @@ DETECTORS: dict[str, str] = {
 }
 
 
+#: Environment variable with extra ``name=module:attribute`` entries, comma-separated.
+ENV_MODELS = "SSMAD_MODELS"
+
+
+def _entries() -> dict[str, str]:
+    """:data:`DETECTORS` plus the entries of ``$SSMAD_MODELS`` (which may not replace a built-in name)."""
+    out = dict(DETECTORS)
+    for item in filter(None, (x.strip() for x in os.environ.get(ENV_MODELS, "").split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise ConfigError(
+                f"${ENV_MODELS} entry {item!r} is not name=module:attribute. Fix: e.g. "
+                f"{ENV_MODELS}=mynet=mypackage.detectors:MyNetDetector"
+            )
+        out.setdefault(name.strip().lower().replace("-", "_"), target.strip())
+    return out
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
-    return sorted(DETECTORS)
+    return sorted(_entries())
 
 
 def detector_class(name: str) -> type:
@@ -35,9 +58,10 @@ def detector_class(name: str) -> type:
         ConfigError: ``name`` is not a registered model.
     """
     key = name.lower().replace("-", "_")
-    if key not in DETECTORS:
+    entries = _entries()
+    if key not in entries:
         raise ConfigError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
-    module, _, attr = DETECTORS[key].partition(":")
+    module, _, attr = entries[key].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 

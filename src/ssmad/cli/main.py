@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used as the console script)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --devices N hands to its worker processes
     _setup_logging(-1 if args.quiet else args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -73,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ConfigError, MissingDependencyError) as err:
         if args.debug:
             raise
-        print(f"ssmad {args.command}: error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") in ("", "0"):  # worker processes: rank 0 reports the same error
+            print(f"ssmad {args.command}: error: {err}", file=sys.stderr)
         return 2
     except SsmadError as err:
         if args.debug:

@@ -13,6 +13,9 @@ Hyperspectral cubes (``.mat``, ENVI ``.hdr``, ``.npy``/``.npz`` cubes) with a tr
 (``acmamba``, ``rx``, ``lrx``) go to the hyperspectral command path::
 
     ssmad predict --model acmamba --input scene.mat --out maps/
+
+``--devices N`` splits the images of a run over N worker processes (one GPU each, or gloo on the CPU); each
+writes the maps and overlays of its share and rank 0 writes ``scores.json``, as one process would.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlays/*.png")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="where to run (default auto)")
+    parser.add_argument("--devices", default=1, type=int, metavar="N", help="worker processes for image runs")
     parser.add_argument("--gt", metavar="FILE", help="hyperspectral: ground-truth map for metrics (optional)")
     add_dotted_overrides(parser, ("model",))
     try:
@@ -95,9 +99,16 @@ def is_hyperspectral(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``ssmad predict``."""
+    from ..engine import distributed
     from ..errors import InputError
 
+    devices = distributed.check_devices(getattr(args, "devices", 1), args.device)
     if is_hyperspectral(args):
+        if devices > 1:
+            raise InputError(
+                "--devices applies to image runs; a hyperspectral detector is fitted on one cube in one process. "
+                "Fix: leave out --devices."
+            )
         try:
             from ._hsi import run_hsi_predict
         except ModuleNotFoundError as err:
@@ -114,10 +125,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.overrides:
         raise InputError("--model.* options apply to hyperspectral detectors only; an image run has its own config.")
+    if devices > 1 and not distributed.in_launched_worker():
+        if not Path(args.input).exists():
+            raise InputError(
+                f"the input {args.input} does not exist. Fix: pass an image file, a folder of images or a .npy."
+            )
+        return distributed.launch(args.argv, devices, args.device)
     return _predict_images(args)
 
 
 def _predict_images(args: argparse.Namespace) -> int:
+    from ..engine import distributed
     from ..engine.runner import predict_run
     from ..errors import InputError
 
@@ -143,6 +161,8 @@ def _predict_images(args: argparse.Namespace) -> int:
         overlays=not args.no_overlays,
         device=args.device,
     )
+    if not distributed.is_main():
+        return 0
     print(
         f"scored {summary['n_images']} image(s): {summary['n_anomalous']} anomalous "
         f"(threshold {summary['threshold']:.5g}); results in {args.out}/scores.json"

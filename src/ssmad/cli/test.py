@@ -7,7 +7,8 @@
 
 The data options default to those recorded in the run's ``config.yaml``; ``--data.*`` overrides them. Results
 (``metrics.json``, ``metrics.csv``, ``images/``, ``report.html``) go to a new ``<run>/tests/v<N>/`` folder, or to
-``--out`` (which must not hold results already).
+``--out`` (which must not hold results already). ``--devices N`` splits the images over N worker processes (one
+GPU each, or gloo on the CPU); the metrics are those of one process.
 """
 
 from __future__ import annotations
@@ -31,19 +32,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", help="output folder (default: <run>/tests/v<N>)")
     parser.add_argument("--threshold", type=float, help="image and pixel threshold for the predicted masks")
     parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="where to run (default auto)")
+    parser.add_argument("--devices", default=1, type=int, metavar="N", help="worker processes (default 1)")
     add_dotted_overrides(parser, ("data", "metrics", "output"))
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``ssmad test``."""
+    from ..engine import distributed
     from ..engine.config import MetricsConfig, OutputConfig, build_section
     from ..engine.runner import evaluate_run
+    from ..engine.runs import resolve_run
     from .train import overrides_to_dict, print_summary
 
     over = overrides_to_dict(args.overrides)
     metrics_cfg = build_section(MetricsConfig, over.get("metrics", {}), "metrics", "the command line")
     output_cfg = build_section(OutputConfig, over.get("output", {}), "output", "the command line")
+    devices = distributed.check_devices(args.devices, args.device)
+    if devices > 1 and not distributed.in_launched_worker():
+        resolve_run(args.run)  # a missing or unfinished run fails here, before any process starts
+        return distributed.launch(args.argv, devices, args.device)
     out, metrics = evaluate_run(
         args.run,
         data=over.get("data"),
@@ -55,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     report = out / "report.html"
-    print_summary(out, metrics, report if report.exists() else None)
+    if distributed.is_main():
+        print_summary(out, metrics, report if report.exists() else None)
     return 0

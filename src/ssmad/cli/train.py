@@ -11,11 +11,17 @@ Values are read as YAML (``3``, ``true``, ``null``, ``[bottle, cable]``). Preced
 overrides < ``--seed`` / ``--deterministic`` / ``--device``. An unknown key is an error (exit 2) naming the file
 or option and the valid keys. The run goes to ``results/<model>/<dataset>/<category|all>/v<N>/`` (never over an
 existing one); ``--resume`` continues the newest unfinished run (or ``--resume RUN_FOLDER``).
+
+Several processes: ``--trainer.devices N`` starts N worker processes on this machine (one GPU each, or gloo on
+the CPU; ``trainer.batch_size`` is the global batch). Several machines: ``torchrun --nnodes M --nproc-per-node N
+... -m ssmad train ...`` with the same options (the run folder must be on a shared file system).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import re
 import sys
 import types
@@ -192,8 +198,21 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump({**config.to_dict(), "model": model_section}, sort_keys=False), end="")
         return 0
+    from ..engine import distributed
+
+    devices = distributed.check_devices(config.trainer.devices, config.trainer.device, option="--trainer.devices")
+    if devices > 1 and not distributed.in_launched_worker():
+        return distributed.launch(args.argv, devices, config.trainer.device)
+    local = os.environ.get("LOCAL_WORLD_SIZE")
+    if distributed.in_launched_worker() and devices > 1 and local and int(local) != devices:
+        logging.getLogger(__name__).warning(
+            "--trainer.devices %d differs from the %s processes per machine that torchrun started; torchrun decides",
+            devices,
+            local,
+        )
     result = train_run(config, resume=args.resume)
-    print_summary(result.run_dir, result.metrics, result.report)
+    if distributed.is_main():
+        print_summary(result.run_dir, result.metrics, result.report)
     return 0
 
 

@@ -13,6 +13,7 @@ module                 job
 :mod:`.checkpoint`     safetensors + JSON checkpoints (never pickle), environment record
 :mod:`.runs`           ``results/<model>/<dataset>/<category|all>/v<N>`` + ``latest``, atomic writes
 :mod:`.progress`       rich progress bar on a terminal, plain log lines elsewhere
+:mod:`.distributed`    several processes: launcher, process group, shards, gathers, global batch norm
 :mod:`.runner`         whole runs behind ``ssmad train`` / ``test`` / ``predict``
 =====================  =========================================================================================
 

@@ -66,6 +66,8 @@ class TrainerConfig:
         seed: Seed of every random generator.
         deterministic: Deterministic kernels (see :func:`ssmad.engine.seed.set_deterministic`).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        devices: Processes to train with on this machine (``ssmad train`` starts them; one GPU each on CUDA,
+            gloo on CPUs). ``batch_size`` stays the global batch. Under ``torchrun`` the launcher decides.
         eval_batch_size: Batch of evaluation and prediction.
         num_workers: Data-loader worker processes (0: load in the main process).
         log_every: Iterations between plain log lines when the output is not a terminal (0: once per epoch).
@@ -88,13 +90,14 @@ class TrainerConfig:
     seed: int = 42
     deterministic: bool = False
     device: str = "auto"
+    devices: int = 1
     eval_batch_size: int = 16
     num_workers: int = 0
     log_every: int = 50
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "devices"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"trainer.{name} must be ≥ 1, got {getattr(self, name)!r}")
         for name in ("eval_every", "checkpoint_every", "num_workers", "log_every"):

@@ -96,14 +96,36 @@ def make_loader(
     num_workers: int = 0,
     generator: torch.Generator | None = None,
     pin_memory: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
     """A loader over ``dataset`` that skips unreadable items (see :class:`SkipUnreadable`).
 
     ``generator`` drives the shuffle and the workers' seeds; evaluation loaders get a fixed private one, so they
     never draw from the global generator (which would change the training stream).
+
+    ``shard=(rank, world)`` with ``world > 1`` yields this process's part of every batch of the single-process
+    loader with the same arguments (:class:`~ssmad.engine.distributed.ShardedBatchSampler`): the sampler draws
+    from ``generator`` after the loader's worker seed, as the single-process loader does, so the union of the
+    parts of step ``t`` is its batch ``t``.
     """
     if generator is None:
         generator = torch.Generator().manual_seed(0)
+    if shard is not None and shard[1] > 1:
+        from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+        from .distributed import ShardedBatchSampler
+
+        base = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        return DataLoader(
+            SkipUnreadable(dataset),
+            batch_sampler=ShardedBatchSampler(BatchSampler(base, batch_size, drop_last), shard[0], shard[1]),
+            num_workers=num_workers,
+            collate_fn=collate_skipping,
+            generator=generator,
+            worker_init_fn=worker_init_fn if num_workers else None,
+            pin_memory=pin_memory,
+            persistent_workers=False,
+        )
     return DataLoader(
         SkipUnreadable(dataset),
         batch_size=batch_size,

@@ -5,6 +5,9 @@
   σ = 4) — the image score is the maximum of each map;
 * :func:`collect` does that over a labelled data set and keeps what the metrics and the report need (scores,
   maps, labels, masks, categories, paths; unreadable files are skipped and listed);
+* :func:`collect_sharded` is :func:`collect` over several processes: each scores its own contiguous range of
+  whole batches (no padding, no duplicate) and rank 0 gets the concatenation in data-set order — the arrays one
+  process would have produced, so the metrics computed from them are the same;
 * :func:`compute_metrics` hands the collection to :func:`ssmad.metrics.evaluate` (pixel metrics only over images
   that have a ground truth);
 * :func:`quantile_thresholds` and :func:`f1_thresholds` set the decision thresholds without / with labels.
@@ -26,7 +29,16 @@ from .data import make_loader
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Collected", "batch_maps", "collect", "compute_metrics", "f1_thresholds", "quantile_thresholds"]
+__all__ = [
+    "Collected",
+    "batch_maps",
+    "collect",
+    "collect_sharded",
+    "compute_metrics",
+    "f1_thresholds",
+    "merge_collected",
+    "quantile_thresholds",
+]
 
 
 def batch_maps(net: nn.Module, images: Tensor) -> np.ndarray:
@@ -87,6 +99,7 @@ def collect(
     num_workers: int = 0,
     keep_maps: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
+    allow_empty: bool = False,
 ) -> Collected:
     """Run ``net`` over a labelled data set (items of :class:`~ssmad.data.AnomalyImageDataset`).
 
@@ -99,6 +112,8 @@ def collect(
         num_workers: Loader workers.
         keep_maps: Keep the maps and masks (pixel metrics, report); ``False`` keeps scores only (thresholds).
         on_batch: ``on_batch(done, total)`` after each batch.
+        allow_empty: Return an empty collection instead of raising when no image could be read (or there is
+            none), e.g. for one process's share.
 
     Returns:
         The :class:`Collected` results.
@@ -130,6 +145,8 @@ def collect(
         done += m.shape[0]
         if on_batch is not None:
             on_batch(done, total)
+    if not scores and allow_empty:
+        return _empty(skipped)
     if not scores:
         from ..errors import InputError
 
@@ -150,6 +167,92 @@ def collect(
         paths=paths,
         skipped=skipped,
     )
+
+
+def _empty(skipped: list[str]) -> Collected:
+    return Collected(
+        scores=np.zeros(0, np.float64),
+        maps=np.zeros((0, 0, 0), np.float32),
+        labels=np.zeros(0, np.int64),
+        masks=np.zeros((0, 0, 0), np.uint8),
+        has_mask=np.zeros(0, bool),
+        categories=[],
+        defect_types=[],
+        paths=[],
+        skipped=list(skipped),
+    )
+
+
+def merge_collected(parts: list[Collected]) -> Collected:
+    """Concatenate collections in the given order (empty parts contribute only their skipped files).
+
+    Raises:
+        InputError: No part holds an image.
+    """
+    full = [p for p in parts if len(p)]
+    skipped = [msg for p in parts for msg in p.skipped]
+    if not full:
+        from ..errors import InputError
+
+        raise InputError(
+            "none of the evaluation images could be read"
+            + (f" (first error: {skipped[0]})" if skipped else "")
+            + ". Fix: check the data folder."
+        )
+    keep_maps = all(p.maps.shape[0] == len(p) for p in full)
+    empty = np.zeros((0, 0, 0), np.float32)
+    return Collected(
+        scores=np.concatenate([p.scores for p in full]),
+        maps=np.concatenate([p.maps for p in full]) if keep_maps else empty,
+        labels=np.concatenate([p.labels for p in full]),
+        masks=np.concatenate([p.masks for p in full]) if keep_maps else empty.astype(np.uint8),
+        has_mask=np.concatenate([p.has_mask for p in full]),
+        categories=[c for p in full for c in p.categories],
+        defect_types=[d for p in full for d in p.defect_types],
+        paths=[q for p in full for q in p.paths],
+        skipped=skipped,
+    )
+
+
+def collect_sharded(
+    net: nn.Module,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    keep_maps: bool = True,
+) -> Collected | None:
+    """:func:`collect` split over the processes of the active process group (a collective call).
+
+    Each process scores :func:`~ssmad.engine.distributed.shard_range` of the data set (whole batches of
+    ``batch_size``, so every image is computed in the same batch as in one process); the parts are gathered to
+    rank 0 in rank order, which is data-set order. Without a process group this is :func:`collect`.
+
+    Returns:
+        The complete :class:`Collected` on rank 0 (and in a single process), ``None`` on the other ranks.
+
+    Raises:
+        InputError: No image could be read (on every process).
+    """
+    from torch.utils.data import Subset
+
+    from . import distributed
+
+    if not distributed.is_active():
+        return collect(net, dataset, device=device, batch_size=batch_size, num_workers=num_workers, keep_maps=keep_maps)
+    share = distributed.shard_range(len(dataset), batch_size)  # type: ignore[arg-type]
+    local = collect(
+        net,
+        Subset(dataset, list(share)),
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        keep_maps=keep_maps,
+        allow_empty=True,
+    )
+    parts = distributed.gather_to_main(local)
+    return distributed.run_on_main(lambda: merge_collected(parts or []), share=False)
 
 
 def compute_metrics(results: Collected, definition: str = "exact") -> dict[str, Any]:

@@ -81,6 +81,7 @@ def predict_images(
     num_workers: int = 0,
     input_resolution: bool = True,
     skipped: list[str] | None = None,
+    shard: bool = False,
 ) -> list[ImagePrediction]:
     """Score new images.
 
@@ -96,9 +97,11 @@ def predict_images(
         num_workers: Loader workers.
         input_resolution: Return maps at each input image's size (else at the model's resolution).
         skipped: When given, unreadable inputs are appended here (with a warning) instead of stopping the run.
+        shard: Score only this process's contiguous share of the inputs
+            (:func:`~ssmad.engine.distributed.shard_range`) when a process group is active.
 
     Returns:
-        One :class:`ImagePrediction` per readable input, in input order.
+        One :class:`ImagePrediction` per readable input (of the share), in input order.
 
     Raises:
         InputError: An unreadable input (when ``skipped`` is ``None``), or no input at all.
@@ -108,7 +111,14 @@ def predict_images(
         raise InputError("no input images were given. Fix: pass an image file, a folder of images or an array batch.")
     net.eval()
     out: list[ImagePrediction] = []
-    loader = make_loader(dataset, batch_size, num_workers=num_workers)
+    source: Any = dataset
+    if shard:
+        from torch.utils.data import Subset
+
+        from .distributed import shard_range
+
+        source = Subset(dataset, list(shard_range(len(dataset), batch_size)))
+    loader = make_loader(source, batch_size, num_workers=num_workers)
     for item in loader:
         if item["skipped"]:
             if skipped is None:

@@ -12,6 +12,11 @@ the run.
 :func:`predict_run` — score new images with a finished run: ``maps/<name>.npy`` (float32 at the image's
 resolution), ``overlays/<name>.png`` and ``scores.json`` (score, label, threshold per image; unreadable files
 listed under ``skipped``). Existing outputs are never replaced unless asked.
+
+Under several processes (``torchrun`` or ``--devices N``; :mod:`ssmad.engine.distributed`) every function is a
+collective call: rank 0 claims the output folder and tells the others, the work is split over the processes, and
+only rank 0 writes files (prediction: each process writes the maps and overlays of its own images, rank 0 writes
+``scores.json``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from . import distributed
 from .config import RunConfig
 from .runs import atomic_write_json, atomic_write_yaml, create_run_dir, list_versions, resolve_run, safe_name
 
@@ -182,6 +188,7 @@ def train_run(
     """
     from ..registry import create_model
 
+    distributed.setup(config.trainer.device)  # joins the process group when started by torchrun / --devices
     train, test = _discover(config)
     category = _category_label(config, train)
     dataset_name = config.data.dataset_name()
@@ -195,12 +202,16 @@ def train_run(
     resolved = {**config.to_dict(), "model": {"name": config.model_name, **_model_dict(det)}}
     det.check_network()  # an unknown encoder or foreign weights fail here, before a run folder is claimed
 
-    if resume:
-        run_dir = _resume_dir(config, dataset_name, category, resume)
-        logger.info("resuming the run in %s", run_dir)
-    else:
-        run_dir = create_run_dir(config.output.root, config.model_name, dataset_name, category)
-        atomic_write_yaml(run_dir / "config.yaml", resolved)
+    def claim() -> Path:
+        if resume:
+            found = _resume_dir(config, dataset_name, category, resume)
+            logger.info("resuming the run in %s", found)
+            return found
+        new = create_run_dir(config.output.root, config.model_name, dataset_name, category)
+        atomic_write_yaml(new / "config.yaml", resolved)
+        return new
+
+    run_dir = distributed.run_on_main(claim)  # one folder, claimed by rank 0
     checkpoint_dir = run_dir / "checkpoints"
     history_path = run_dir / "metrics_history.json"
 
@@ -212,7 +223,7 @@ def train_run(
         evaluate_on=test if test and config.trainer.eval_every else None,
     )
     evaluations = [{"epoch": r["epoch"], **r["metrics"]} for r in det.history_ if "metrics" in r]
-    metrics = None
+    metrics: dict[str, Any] | None = None
     report = None
     info = {
         "model": config.model_name,
@@ -222,9 +233,13 @@ def train_run(
         "epochs": config.trainer.epochs,
         "threshold": f"{det.threshold_:.5g} ({det.threshold_info_})",
     }
+    results: Any = None
     if test:
-        metrics, results = det.evaluate(test, return_results=True)
+        metrics, results = det.evaluate(test, return_results=True, shard=True)
         metrics["epoch"] = config.trainer.epochs
+    if not distributed.is_main():  # the other processes are done: rank 0 writes
+        return RunResult(run_dir=run_dir, metrics=metrics, report=None, detector=det)
+    if metrics is not None:
         evaluations.append({"epoch": config.trainer.epochs, **{k: v for k, v in metrics.items() if k in HEADLINE}})
         report = write_evaluation(
             run_dir,
@@ -322,8 +337,9 @@ def evaluate_run(
     from ..registry import load
     from .config import DataConfig, build_section, load_yaml
 
+    dev = distributed.setup(device)  # joins the process group when started by --devices / torchrun
     run_dir = resolve_run(run)
-    det = load(run_dir) if device == "auto" else _load_on(run_dir, device)
+    det = load(run_dir) if device == "auto" and not distributed.is_active() else _load_on(run_dir, str(dev))
     saved = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
     data_values = {**(saved.get("data") or {}), **(data or {})}
     data_cfg = build_section(DataConfig, data_values, "data", f"{run_dir / 'config.yaml'} + command line")
@@ -339,21 +355,26 @@ def evaluate_run(
         det.metrics_definition = definition
     if threshold is not None:
         det.set_threshold(threshold, threshold)
-    metrics, results = det.evaluate(records, return_results=True)
-    if out_dir is None:
+    metrics, results = det.evaluate(records, return_results=True, shard=True)
+
+    def claim() -> Path:
+        if out_dir is not None:
+            chosen = Path(out_dir)
+            chosen.mkdir(parents=True, exist_ok=True)
+            return chosen
         parent = run_dir / "tests"
         parent.mkdir(exist_ok=True)
         n = (list_versions(parent) or [0])[-1] + 1
         while True:
             try:
                 os.mkdir(parent / f"v{n}")
-                break
+                return parent / f"v{n}"
             except FileExistsError:
                 n += 1
-        out = parent / f"v{n}"
-    else:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+
+    out = distributed.run_on_main(claim)
+    if not distributed.is_main():
+        return out, metrics
     dataset_name = data_cfg.dataset_name()
     path = write_evaluation(
         out,
@@ -409,55 +430,113 @@ def predict_run(
     """
     from ..registry import load
     from ..viz import save_overlay
+    from .predict import predict_images
 
+    dev = distributed.setup(device)  # joins the process group when started by --devices / torchrun
     run_dir = resolve_run(run)
-    det = load(run_dir) if device == "auto" else _load_on(run_dir, device)
+    det = load(run_dir) if device == "auto" and not distributed.is_active() else _load_on(run_dir, str(dev))
     if threshold is not None or pixel_threshold is not None:
         det.set_threshold(threshold, pixel_threshold if pixel_threshold is not None else threshold)
     out = Path(out_dir)
     scores_path = out / "scores.json"
-    if scores_path.exists() and not overwrite:
-        raise InputError(
-            f"{scores_path} exists already; nothing was written. Fix: choose another --out folder or pass --overwrite."
-        )
-    skipped: list[str] = []
-    preds = det.predict_maps(inputs, skipped=skipped)
-    used: set[str] = set()
-    rows = []
-    for p in preds:
-        stem = safe_name(Path(p.image_path).stem if not p.image_path.startswith("array[") else p.image_path)
-        name, k = stem, 1
-        while name in used:
-            k += 1
-            name = f"{stem}_{k}"
-        used.add(name)
-        row: dict[str, Any] = {
-            "image_path": p.image_path,
-            "pred_score": p.pred_score,
-            "pred_label": int(bool(p.pred_label)),
-            "anomalous_pixels": int(p.pred_mask.sum()) if p.pred_mask is not None else None,
-        }
-        if save_maps:
-            import io
 
-            from .runs import atomic_write_bytes
-
-            buf = io.BytesIO()
-            np.save(buf, p.anomaly_map.astype(np.float32), allow_pickle=False)
-            atomic_write_bytes(out / "maps" / f"{name}.npy", buf.getvalue(), overwrite=overwrite)
-            row["map"] = f"maps/{name}.npy"
-        if overlays:
-            image = p.image_path if not p.image_path.startswith("array[") else _array_item(inputs, p.image_path)
-            save_overlay(
-                out / "overlays" / f"{name}.png",
-                image,
-                p.anomaly_map,
-                pred_mask=p.pred_mask,
-                overwrite=overwrite,
-                caption=f"score {p.pred_score:.4g} ({'anomalous' if p.pred_label else 'normal'})",
+    def check_out() -> None:
+        if scores_path.exists() and not overwrite:
+            raise InputError(
+                f"{scores_path} exists already; nothing was written. Fix: choose another --out folder or pass "
+                "--overwrite."
             )
-            row["overlay"] = f"overlays/{name}.png"
-        rows.append(row)
+
+    distributed.run_on_main(check_out)
+    skipped: list[str] = []
+    if distributed.is_active():  # this process's share of the inputs
+        preds = predict_images(
+            det.net_,
+            inputs,
+            det.preprocessing_,
+            device=det.device_,
+            threshold=det.threshold_,
+            pixel_threshold=det.pixel_threshold_,
+            batch_size=det.trainer.eval_batch_size,
+            skipped=skipped,
+            shard=True,
+        )
+    else:
+        preds = det.predict_maps(inputs, skipped=skipped)
+    # file names are chosen over all inputs in order (as one process would), then each process takes its own
+    gathered = distributed.gather_to_main([p.image_path for p in preds])
+    names = distributed.run_on_main(lambda: _split_names(gathered or []))[distributed.rank()]
+    rows = []
+    failure: Exception | None = None
+    try:
+        for p, name in zip(preds, names, strict=True):
+            row: dict[str, Any] = {
+                "image_path": p.image_path,
+                "pred_score": p.pred_score,
+                "pred_label": int(bool(p.pred_label)),
+                "anomalous_pixels": int(p.pred_mask.sum()) if p.pred_mask is not None else None,
+            }
+            if save_maps:
+                import io
+
+                from .runs import atomic_write_bytes
+
+                buf = io.BytesIO()
+                np.save(buf, p.anomaly_map.astype(np.float32), allow_pickle=False)
+                atomic_write_bytes(out / "maps" / f"{name}.npy", buf.getvalue(), overwrite=overwrite)
+                row["map"] = f"maps/{name}.npy"
+            if overlays:
+                image = p.image_path if not p.image_path.startswith("array[") else _array_item(inputs, p.image_path)
+                save_overlay(
+                    out / "overlays" / f"{name}.png",
+                    image,
+                    p.anomaly_map,
+                    pred_mask=p.pred_mask,
+                    overwrite=overwrite,
+                    caption=f"score {p.pred_score:.4g} ({'anomalous' if p.pred_label else 'normal'})",
+                )
+                row["overlay"] = f"overlays/{name}.png"
+            rows.append(row)
+    except Exception as err:
+        if not distributed.is_active():
+            raise
+        failure = err  # handed to rank 0 below, so no process waits for one that failed
+    parts = distributed.gather_to_main((rows, skipped, failure))
+    return distributed.run_on_main(lambda: _write_scores(parts or [], run_dir, det, scores_path, overwrite, out))
+
+
+def _split_names(paths_by_rank: list[list[str]]) -> list[list[str]]:
+    """Output file stems for the predictions of every process, unique over all of them, in input order."""
+    used: set[str] = set()
+    out: list[list[str]] = []
+    for paths in paths_by_rank:
+        names = []
+        for path in paths:
+            stem = safe_name(Path(path).stem if not path.startswith("array[") else path)
+            name, k = stem, 1
+            while name in used:
+                k += 1
+                name = f"{stem}_{k}"
+            used.add(name)
+            names.append(name)
+        out.append(names)
+    return out
+
+
+def _write_scores(
+    parts: list[tuple[list[dict[str, Any]], list[str], Exception | None]],
+    run_dir: Path,
+    det: Any,
+    scores_path: Path,
+    overwrite: bool,
+    out: Path,
+) -> dict[str, Any]:
+    """Rank 0: join the rows of every process (rank order = input order) and write ``scores.json``."""
+    for _, _, failure in parts:
+        if failure is not None:
+            raise failure
+    rows = [row for part_rows, _, _ in parts for row in part_rows]
+    skipped = [msg for _, part_skipped, _ in parts for msg in part_skipped]
     summary = {
         "run": str(run_dir),
         "model": det.model_name,

@@ -17,6 +17,13 @@ Reproducibility and resume:
 
 Callbacks (``on_iteration(epoch, iteration, loss)`` and ``on_epoch_end(epoch, record)``) let the caller observe
 or stop a run; an exception raised by a callback propagates after nothing else has been written.
+
+Several processes (a process group is active, see :mod:`ssmad.engine.distributed`): ``batch_size`` stays the
+global batch; each process trains on its contiguous part of every single-process batch, the network is wrapped
+in DistributedDataParallel and its batch-norm layers use global statistics, and each process's mean loss is
+weighted by ``n_local · world / n_global`` so the averaged gradient is that of the mean loss over the global
+batch. The reported loss is the global mean. Only rank 0 saves the resume state and shows progress; every
+process reads the state on resume. Dropout draws differ from a single process (each rank has its own stream).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..errors import InputError
+from . import distributed
 from .checkpoint import latest_training_state, load_training_state, save_training_state
 from .config import TrainerConfig
 from .data import make_loader
@@ -131,7 +139,15 @@ def train_network(
     """
     n = len(dataset)  # type: ignore[arg-type]
     batch = effective_batch_size(n, cfg)
+    world, rank = distributed.world_size(), distributed.rank()
+    if batch < world:
+        raise InputError(
+            f"the training batch of {batch} image(s) cannot be split over {world} processes. Fix: set "
+            f"trainer.batch_size to at least {world} (it is the global batch), or use fewer processes."
+        )
     per_epoch = n // batch if cfg.drop_last else math.ceil(n / batch)
+    if world > 1 and not cfg.drop_last and 0 < n % batch < world:
+        per_epoch -= 1  # the last, too small batch is left out by every process (ShardedBatchSampler)
     total = per_epoch * cfg.epochs
     lr = cfg.learning_rate(batch)
     net.to(device)
@@ -156,7 +172,7 @@ def train_network(
             net.load_state_dict(state["model"], strict=True)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng_tensors"], state["rng_json"])
+            set_rng_state(state["rng_tensors"], state["rng_json"])  # rank 0's state, saved by rank 0
             start_epoch, iteration, history = state["epoch"], state["iteration"], state["history"]
             logger.info("resumed from %s (epoch %d/%d, iteration %d)", latest, start_epoch, cfg.epochs, iteration)
 
@@ -170,76 +186,109 @@ def train_network(
         device,
     )
     params = _trainable(net)
-    progress = TrainProgress(total, cfg.epochs, start_iter=iteration, enabled=cfg.progress, log_every=cfg.log_every)
-    with progress:
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            loader = make_loader(
-                dataset,
-                batch,
-                shuffle=True,
-                drop_last=cfg.drop_last,
-                num_workers=cfg.num_workers,
-                generator=epoch_generator(cfg.seed, epoch),
-                pin_memory=device.type == "cuda",
-            )
-            net.train()
-            t0 = time.perf_counter()
-            losses: list[float] = []
-            lr_used = optimizer.param_groups[0]["lr"]
-            for it, item in enumerate(loader, start=1):
-                if "image" not in item:  # every image of the batch was unreadable
-                    continue
-                images = item["image"].to(device, non_blocking=True)
-                enc, dec = net(images)
-                loss = net.loss(enc, dec)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the training loss became {loss.item()} at epoch {epoch}, iteration {it}; lower the learning "
-                        "rate (trainer.base_lr) or check the input images"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(params, float(cfg.clip_grad))
-                optimizer.step()
-                lr_used = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                iteration += 1
-                value = float(loss.detach())
-                losses.append(value)
-                progress.step(epoch, it, per_epoch, value)
-                for cb in callbacks:
-                    if hasattr(cb, "on_iteration"):
-                        cb.on_iteration(epoch, iteration, value)
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "loss": sum(losses) / len(losses) if losses else float("nan"),
-                "lr": lr_used,  # the rate of the epoch's last step (the scheduler already points past it)
-                "seconds": time.perf_counter() - t0,
-                "iterations": len(losses),
-            }
-            progress.end_epoch(epoch, per_epoch, record["loss"])
-            if evaluate is not None and cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs:
-                net.eval()
-                record["metrics"] = evaluate(epoch)
-            history.append(record)
-            for cb in callbacks:
-                if hasattr(cb, "on_epoch_end"):
-                    cb.on_epoch_end(epoch, record)
-            if (
-                state_dir is not None
-                and cfg.checkpoint_every
-                and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs)
-            ):
-                save_training_state(
-                    state_dir,
-                    model=net,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    epoch=epoch,
-                    iteration=iteration,
-                    history=history,
-                    extra={"total_iterations": total, "batch_size": batch, "lr": lr},
+    model: nn.Module = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if rank > 0:  # a random stream of its own (dropout); rank 0 keeps the single-process stream
+            torch.manual_seed((int(cfg.seed) * 1_000_003 + 7919 * rank + start_epoch) % 2**63)
+        converted = distributed.convert_batchnorm(net)
+        model = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
+        logger.info(
+            "%d processes, %d image(s) each per step; %d batch-norm layer(s) global", world, batch // world, converted
+        )
+    progress = TrainProgress(
+        total, cfg.epochs, start_iter=iteration, enabled=cfg.progress and rank == 0, log_every=cfg.log_every
+    )
+    try:
+        with progress:
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                loader = make_loader(
+                    dataset,
+                    batch,
+                    shuffle=True,
+                    drop_last=cfg.drop_last,
+                    num_workers=cfg.num_workers,
+                    generator=epoch_generator(cfg.seed, epoch),
+                    pin_memory=device.type == "cuda",
+                    shard=(rank, world) if world > 1 else None,
                 )
+                model.train()
+                t0 = time.perf_counter()
+                losses: list[float] = []
+                lr_used = optimizer.param_groups[0]["lr"]
+                for it, item in enumerate(loader, start=1):
+                    if world > 1:
+                        # every process must take part in every step: skip it together when one has no image
+                        n_local = int(item["image"].shape[0]) if "image" in item else 0
+                        n_global, empty = distributed.all_reduce_sum([n_local, float(n_local == 0)], device)
+                        if empty:
+                            logger.warning("step %d of epoch %d skipped: a process had no readable image", it, epoch)
+                            continue
+                    elif "image" not in item:  # every image of the batch was unreadable
+                        continue
+                    images = item["image"].to(device, non_blocking=True)
+                    enc, dec = model(images)
+                    loss = net.loss(enc, dec)
+                    value = float(loss.detach())
+                    if world > 1:
+                        # DDP averages gradients over processes; this weight makes the average the gradient of
+                        # the mean loss over the global batch (parts may differ by one image)
+                        loss = loss * (images.shape[0] * world / n_global)
+                        value = distributed.all_reduce_sum([value * images.shape[0]], device)[0] / n_global
+                    if not math.isfinite(value):
+                        raise FloatingPointError(
+                            f"the training loss became {value} at epoch {epoch}, iteration {it}; lower the learning "
+                            "rate (trainer.base_lr) or check the input images"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.clip_grad:
+                        torch.nn.utils.clip_grad_norm_(params, float(cfg.clip_grad))
+                    optimizer.step()
+                    lr_used = optimizer.param_groups[0]["lr"]
+                    scheduler.step()
+                    iteration += 1
+                    losses.append(value)
+                    progress.step(epoch, it, per_epoch, value)
+                    for cb in callbacks:
+                        if hasattr(cb, "on_iteration"):
+                            cb.on_iteration(epoch, iteration, value)
+                record: dict[str, Any] = {
+                    "epoch": epoch,
+                    "loss": sum(losses) / len(losses) if losses else float("nan"),
+                    "lr": lr_used,  # the rate of the epoch's last step (the scheduler already points past it)
+                    "seconds": time.perf_counter() - t0,
+                    "iterations": len(losses),
+                }
+                progress.end_epoch(epoch, per_epoch, record["loss"])
+                if evaluate is not None and cfg.eval_every and epoch % cfg.eval_every == 0 and epoch != cfg.epochs:
+                    net.eval()
+                    record["metrics"] = evaluate(epoch)
+                history.append(record)
+                for cb in callbacks:
+                    if hasattr(cb, "on_epoch_end"):
+                        cb.on_epoch_end(epoch, record)
+                if (
+                    rank == 0
+                    and state_dir is not None
+                    and cfg.checkpoint_every
+                    and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs)
+                ):
+                    save_training_state(
+                        state_dir,
+                        model=net,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                        epoch=epoch,
+                        iteration=iteration,
+                        history=history,
+                        extra={"total_iterations": total, "batch_size": batch, "lr": lr},
+                    )
+    finally:
+        if world > 1:
+            distributed.revert_batchnorm(net)
     net.eval()
     return history
