@@ -514,6 +514,7 @@ class ImageDetector:
             InputError: Missing or damaged files, a folder of another model, or weights of another architecture.
         """
         from .data.transforms import Preprocessing
+        from .encoders import loading_saved_weights, note_saved_weights
         from .engine.checkpoint import load_weights, read_json
         from .engine.data import resolve_device
 
@@ -541,8 +542,12 @@ class ImageDetector:
         ):
             if key in names:
                 build[key] = value
-        net = det._build_network(det._make_config(build))
+        with loading_saved_weights():
+            net = det._build_network(det._make_config(build))
         load_weights(net, folder / "model.safetensors")
+        note_saved_weights(
+            net, folder / "model.safetensors", meta.get("training", {}).get("encoder_weights") or "saved"
+        )
         net.to(resolve_device(device)).eval()
         training = meta.get("training", {})
         det.net_ = net
