@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,16 +113,34 @@ def write_evaluation(
     report: bool,
     title: str,
     info: Mapping[str, Any],
+    maps_for: Callable[[list[int]], Any] | None = None,
 ) -> Path | None:
     """Write ``metrics.json`` / ``metrics.csv``, ``images/`` overlays and ``report.html`` into ``out_dir``.
+
+    Streamed results (:class:`~ssmad.engine.streaming.StreamedResults`, no maps kept) get the maps of the pictures
+    shown — the overlays and the report's cases — from ``maps_for(indices)``; the report's curves then come from
+    the streamed histograms over all images.
 
     Returns:
         The report path (``None`` when ``report`` is false).
     """
     from ..viz import global_range, save_overlay, write_metrics_files, write_report
+    from .streaming import StreamedResults, shown_indices
 
     write_metrics_files(out_dir, metrics)
     chosen = _select_overlays(results, images)
+    curves = None
+    if isinstance(results, StreamedResults):
+        if maps_for is None:
+            raise InputError("write_evaluation: streamed results need maps_for to draw their pictures.")
+        n, n_anomalous = len(results), int(results.labels.sum())
+        shown = shown_indices(results, chosen) if report else sorted(chosen)
+        curves = results.curves
+        info = {**info, "images": f"{n} ({n - n_anomalous} normal, {n_anomalous} anomalous; maps recomputed for the "
+                f"{len(shown)} pictured)"}  # fmt: skip
+        position = {i: k for k, i in enumerate(shown)}
+        chosen = [position[i] for i in chosen]
+        results = maps_for(shown) if shown else results
     if chosen:
         lo_hi = global_range(results.maps[i] for i in chosen)
         for i in chosen:
@@ -151,7 +169,9 @@ def write_evaluation(
         }
         for i in range(len(results))
     ]
-    return write_report(out_dir, metrics, records, title=title, info={k: str(v) for k, v in info.items()})
+    return write_report(
+        out_dir, metrics, records, curves=curves, title=title, info={k: str(v) for k, v in info.items()}
+    )
 
 
 def _metrics_lines(metrics: Mapping[str, Any]) -> str:
@@ -235,6 +255,7 @@ def train_run(
             report=config.output.report,
             title=f"{config.model_name} on {dataset_name} ({category})",
             info=info,
+            maps_for=lambda indices: det.maps_of(test, results, indices),
         )
         logger.info("final metrics (×100): %s", _metrics_lines(metrics))
     else:
@@ -364,6 +385,7 @@ def evaluate_run(
         report=report,
         title=f"{det.model_name} on {dataset_name}",
         info={"model": det.model_name, "run": str(run_dir), "dataset": dataset_name, "data root": data_cfg.root},
+        maps_for=lambda indices: det.maps_of(records, results, indices),
     )
     logger.info("metrics (×100): %s", _metrics_lines(metrics))
     if path is not None:
