@@ -401,6 +401,50 @@ def _load_on(run_dir: Path, device: str) -> Any:
     return detector_class(str(name)).load(run_dir, device=device)
 
 
+#: Largest input image, in pixels, for which ``ssmad predict`` writes maps and overlays at the input resolution
+#: (2^23, e.g. 2896×2896). Peak memory grows by about 130 bytes per input pixel (float map, mask, overlay panels):
+#: a 4096×4096 image needs about 2.1 GB (``benchmarks/bench_memory.py``).
+MAX_PREDICT_PIXELS = 2**23
+#: Bytes of peak memory per input pixel at the input resolution (measured at 4096×4096, rounded up).
+BYTES_PER_PIXEL = 130
+
+
+def _input_pixels(source: Any) -> tuple[int, int] | None:
+    """``(width, height)`` of an input image from its header or array shape, ``None`` when unreadable."""
+    from ..data.imageio import image_size
+
+    if isinstance(source, str | Path):
+        try:
+            return image_size(source)
+        except InputError:
+            return None  # the prediction loop lists it as skipped
+    shape = np.shape(source)
+    if len(shape) == 3 and shape[-1] not in (1, 3, 4) and shape[0] in (1, 3, 4):
+        shape = shape[1:]  # channels first
+    return (int(shape[1]), int(shape[0])) if len(shape) >= 2 else None
+
+
+def check_predict_sizes(items: Sequence[tuple[Any, str]], max_pixels: int, model_hw: Sequence[int]) -> None:
+    """Refuse inputs too large for maps and overlays at their own resolution, before anything is decoded.
+
+    Raises:
+        InputError: An input of more than ``max_pixels`` pixels (the message gives the limit and the fixes).
+    """
+    for source, name in items:
+        wh = _input_pixels(source)
+        if wh is None or wh[0] * wh[1] <= max_pixels:
+            continue
+        w, h = wh
+        need = w * h * BYTES_PER_PIXEL / 2**30
+        raise InputError(
+            f"{name} is {w}×{h} = {w * h:,} pixels, more than the limit of {max_pixels:,} pixels for which ssmad "
+            f"predict writes anomaly maps and overlays at the input resolution (they would need about {need:.1f} GB "
+            f"of memory). Nothing was written. Fix: add --map-resolution model (maps and overlays at the model's "
+            f"{model_hw[0]}×{model_hw[1]}; the scores are the same), or --max-pixels {w * h} if the memory is "
+            "there, or downscale the image."
+        )
+
+
 def predict_run(
     run: str | Path,
     inputs: Any,
@@ -412,8 +456,14 @@ def predict_run(
     save_maps: bool = True,
     overlays: bool = True,
     device: str = "auto",
+    map_resolution: str = "input",
+    max_pixels: int = MAX_PREDICT_PIXELS,
 ) -> dict[str, Any]:
     """Score new images with a finished run and write maps, overlays and ``scores.json``.
+
+    Inputs are scored and written a batch at a time, so memory does not grow with their number; with maps at
+    the input resolution each input may have at most ``max_pixels`` pixels (checked from the file headers before
+    any work).
 
     Args:
         run: The run folder (or a folder written by ``det.save``).
@@ -425,13 +475,22 @@ def predict_run(
         save_maps: Write ``maps/<name>.npy``.
         overlays: Write ``overlays/<name>.png``.
         device: Where to run.
+        map_resolution: ``input`` (maps, masks and overlays at each image's size) or ``model`` (at the model's
+            input size: bounded memory for any image size).
+        max_pixels: Largest input (pixels) accepted with ``map_resolution="input"``.
 
     Returns:
         The content of ``scores.json``.
+
+    Raises:
+        InputError: Unusable inputs, an input above ``max_pixels``, or existing outputs.
     """
+    from ..data.images import _expand_inputs
     from ..registry import load
     from ..viz import save_overlay
 
+    if map_resolution not in ("input", "model"):
+        raise InputError(f"map_resolution must be input or model, got {map_resolution!r}")
     run_dir = resolve_run(run)
     det = load(run_dir) if device == "auto" else _load_on(run_dir, device)
     if threshold is not None or pixel_threshold is not None:
@@ -442,49 +501,63 @@ def predict_run(
         raise InputError(
             f"{scores_path} exists already; nothing was written. Fix: choose another --out folder or pass --overwrite."
         )
+    items = _expand_inputs(inputs)
+    at_input = map_resolution == "input"
+    if at_input:
+        check_predict_sizes(items, max_pixels, det.preprocessing_.output_hw)
     skipped: list[str] = []
-    preds = det.predict_maps(inputs, skipped=skipped)
     used: set[str] = set()
     rows = []
-    for p in preds:
-        stem = safe_name(Path(p.image_path).stem if not p.image_path.startswith("array[") else p.image_path)
-        name, k = stem, 1
-        while name in used:
-            k += 1
-            name = f"{stem}_{k}"
-        used.add(name)
-        row: dict[str, Any] = {
-            "image_path": p.image_path,
-            "pred_score": p.pred_score,
-            "pred_label": int(bool(p.pred_label)),
-            "anomalous_pixels": int(p.pred_mask.sum()) if p.pred_mask is not None else None,
-        }
-        if save_maps:
-            import io
+    step = max(1, int(det.trainer.eval_batch_size))
+    for start in range(0, len(items), step):
+        chunk = items[start : start + step]
+        preds = det.predict_maps([source for source, _ in chunk], input_resolution=at_input, skipped=skipped)
+        for p in preds:
+            if p.image_path.startswith("array["):  # named by its place in the chunk: use the input's own name
+                source, p.image_path = chunk[int(p.image_path[len("array[") : -1])]
+            else:
+                source = p.image_path
+            stem = safe_name(Path(p.image_path).stem if not p.image_path.startswith("array[") else p.image_path)
+            name, k = stem, 1
+            while name in used:
+                k += 1
+                name = f"{stem}_{k}"
+            used.add(name)
+            row: dict[str, Any] = {
+                "image_path": p.image_path,
+                "pred_score": p.pred_score,
+                "pred_label": int(bool(p.pred_label)),
+                "anomalous_pixels": int(p.pred_mask.sum()) if p.pred_mask is not None else None,
+            }
+            if save_maps:
+                import io
 
-            from .runs import atomic_write_bytes
+                from .runs import atomic_write_bytes
 
-            buf = io.BytesIO()
-            np.save(buf, p.anomaly_map.astype(np.float32), allow_pickle=False)
-            atomic_write_bytes(out / "maps" / f"{name}.npy", buf.getvalue(), overwrite=overwrite)
-            row["map"] = f"maps/{name}.npy"
-        if overlays:
-            image = p.image_path if not p.image_path.startswith("array[") else _array_item(inputs, p.image_path)
-            save_overlay(
-                out / "overlays" / f"{name}.png",
-                image,
-                p.anomaly_map,
-                pred_mask=p.pred_mask,
-                overwrite=overwrite,
-                caption=f"score {p.pred_score:.4g} ({'anomalous' if p.pred_label else 'normal'})",
-            )
-            row["overlay"] = f"overlays/{name}.png"
-        rows.append(row)
+                buf = io.BytesIO()
+                np.save(buf, p.anomaly_map.astype(np.float32), allow_pickle=False)
+                atomic_write_bytes(out / "maps" / f"{name}.npy", buf.getvalue(), overwrite=overwrite)
+                row["map"] = f"maps/{name}.npy"
+            if overlays:
+                save_overlay(
+                    out / "overlays" / f"{name}.png",
+                    source,
+                    p.anomaly_map,
+                    pred_mask=p.pred_mask,
+                    overwrite=overwrite,
+                    size=None if at_input else p.anomaly_map.shape,
+                    caption=f"score {p.pred_score:.4g} ({'anomalous' if p.pred_label else 'normal'})",
+                )
+                row["overlay"] = f"overlays/{name}.png"
+            rows.append(row)
+    if not rows and not skipped:
+        raise InputError("no input images were given. Fix: pass an image file, a folder of images or an array batch.")
     summary = {
         "run": str(run_dir),
         "model": det.model_name,
         "threshold": det.threshold_,
         "pixel_threshold": det.pixel_threshold_,
+        "map_resolution": map_resolution,
         "n_images": len(rows),
         "n_anomalous": sum(r["pred_label"] for r in rows),
         "images": rows,
@@ -493,15 +566,3 @@ def predict_run(
     atomic_write_json(scores_path, summary, overwrite=overwrite)
     logger.info("scored %d image(s) (%d anomalous) → %s", len(rows), summary["n_anomalous"], out)
     return summary
-
-
-def _array_item(inputs: Any, name: str) -> Any:
-    """The in-memory image called ``array[i]`` in ``inputs`` (named as :class:`~ssmad.data.InferenceDataset` does)."""
-    i = int(name[len("array[") : -1])
-    if hasattr(inputs, "shape") and not isinstance(inputs, Sequence):
-        arr = np.asarray(inputs)
-        stacked = arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[0] not in (1, 3, 4))
-        return arr[i] if stacked else arr
-    if isinstance(inputs, Sequence) and not isinstance(inputs, str):
-        return inputs[i]
-    return inputs
