@@ -461,9 +461,8 @@ def predict_run(
 ) -> dict[str, Any]:
     """Score new images with a finished run and write maps, overlays and ``scores.json``.
 
-    Inputs are scored and written a batch at a time, so memory does not grow with their number; with maps at
-    the input resolution each input may have at most ``max_pixels`` pixels (checked from the file headers before
-    any work).
+    With maps at the input resolution each input may have at most ``max_pixels`` pixels, checked from the file
+    headers before any work.
 
     Args:
         run: The run folder (or a folder written by ``det.save``).
@@ -491,6 +490,7 @@ def predict_run(
 
     if map_resolution not in ("input", "model"):
         raise InputError(f"map_resolution must be input or model, got {map_resolution!r}")
+    at_input = map_resolution == "input"
     run_dir = resolve_run(run)
     det = load(run_dir) if device == "auto" else _load_on(run_dir, device)
     if threshold is not None or pixel_threshold is not None:
@@ -501,57 +501,47 @@ def predict_run(
         raise InputError(
             f"{scores_path} exists already; nothing was written. Fix: choose another --out folder or pass --overwrite."
         )
-    items = _expand_inputs(inputs)
-    at_input = map_resolution == "input"
     if at_input:
-        check_predict_sizes(items, max_pixels, det.preprocessing_.output_hw)
+        check_predict_sizes(_expand_inputs(inputs), max_pixels, det.preprocessing_.output_hw)
     skipped: list[str] = []
+    preds = det.predict_maps(inputs, input_resolution=at_input, skipped=skipped)
     used: set[str] = set()
     rows = []
-    step = max(1, int(det.trainer.eval_batch_size))
-    for start in range(0, len(items), step):
-        chunk = items[start : start + step]
-        preds = det.predict_maps([source for source, _ in chunk], input_resolution=at_input, skipped=skipped)
-        for p in preds:
-            if p.image_path.startswith("array["):  # named by its place in the chunk: use the input's own name
-                source, p.image_path = chunk[int(p.image_path[len("array[") : -1])]
-            else:
-                source = p.image_path
-            stem = safe_name(Path(p.image_path).stem if not p.image_path.startswith("array[") else p.image_path)
-            name, k = stem, 1
-            while name in used:
-                k += 1
-                name = f"{stem}_{k}"
-            used.add(name)
-            row: dict[str, Any] = {
-                "image_path": p.image_path,
-                "pred_score": p.pred_score,
-                "pred_label": int(bool(p.pred_label)),
-                "anomalous_pixels": int(p.pred_mask.sum()) if p.pred_mask is not None else None,
-            }
-            if save_maps:
-                import io
+    for p in preds:
+        stem = safe_name(Path(p.image_path).stem if not p.image_path.startswith("array[") else p.image_path)
+        name, k = stem, 1
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        row: dict[str, Any] = {
+            "image_path": p.image_path,
+            "pred_score": p.pred_score,
+            "pred_label": int(bool(p.pred_label)),
+            "anomalous_pixels": int(p.pred_mask.sum()) if p.pred_mask is not None else None,
+        }
+        if save_maps:
+            import io
 
-                from .runs import atomic_write_bytes
+            from .runs import atomic_write_bytes
 
-                buf = io.BytesIO()
-                np.save(buf, p.anomaly_map.astype(np.float32), allow_pickle=False)
-                atomic_write_bytes(out / "maps" / f"{name}.npy", buf.getvalue(), overwrite=overwrite)
-                row["map"] = f"maps/{name}.npy"
-            if overlays:
-                save_overlay(
-                    out / "overlays" / f"{name}.png",
-                    source,
-                    p.anomaly_map,
-                    pred_mask=p.pred_mask,
-                    overwrite=overwrite,
-                    size=None if at_input else p.anomaly_map.shape,
-                    caption=f"score {p.pred_score:.4g} ({'anomalous' if p.pred_label else 'normal'})",
-                )
-                row["overlay"] = f"overlays/{name}.png"
-            rows.append(row)
-    if not rows and not skipped:
-        raise InputError("no input images were given. Fix: pass an image file, a folder of images or an array batch.")
+            buf = io.BytesIO()
+            np.save(buf, p.anomaly_map.astype(np.float32), allow_pickle=False)
+            atomic_write_bytes(out / "maps" / f"{name}.npy", buf.getvalue(), overwrite=overwrite)
+            row["map"] = f"maps/{name}.npy"
+        if overlays:
+            image = p.image_path if not p.image_path.startswith("array[") else _array_item(inputs, p.image_path)
+            save_overlay(
+                out / "overlays" / f"{name}.png",
+                image,
+                p.anomaly_map,
+                pred_mask=p.pred_mask,
+                overwrite=overwrite,
+                size=None if at_input else p.anomaly_map.shape,
+                caption=f"score {p.pred_score:.4g} ({'anomalous' if p.pred_label else 'normal'})",
+            )
+            row["overlay"] = f"overlays/{name}.png"
+        rows.append(row)
     summary = {
         "run": str(run_dir),
         "model": det.model_name,
@@ -566,3 +556,15 @@ def predict_run(
     atomic_write_json(scores_path, summary, overwrite=overwrite)
     logger.info("scored %d image(s) (%d anomalous) → %s", len(rows), summary["n_anomalous"], out)
     return summary
+
+
+def _array_item(inputs: Any, name: str) -> Any:
+    """The in-memory image called ``array[i]`` in ``inputs`` (named as :class:`~ssmad.data.InferenceDataset` does)."""
+    i = int(name[len("array[") : -1])
+    if hasattr(inputs, "shape") and not isinstance(inputs, Sequence):
+        arr = np.asarray(inputs)
+        stacked = arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4) and arr.shape[0] not in (1, 3, 4))
+        return arr[i] if stacked else arr
+    if isinstance(inputs, Sequence) and not isinstance(inputs, str):
+        return inputs[i]
+    return inputs

@@ -1,8 +1,4 @@
-"""``ssmad predict`` at scale: a 4096×4096 input stops with exit 2 and the fix; model-resolution maps work for it.
-
-Inputs are written a batch at a time (memory does not grow with their number); the results must be those of
-``det.predict_maps`` on all inputs at once.
-"""
+"""``ssmad predict`` at scale: a 4096×4096 input stops with exit 2 and the fix; model-resolution maps work for it."""
 
 from __future__ import annotations
 
@@ -66,11 +62,11 @@ def test_model_resolution_handles_the_4096_image(run: Path, big_image: Path, tmp
         assert im.height < 200  # panels at the model's 32×32 (plus labels and caption), not 4096 high
 
 
-def test_inputs_are_written_batch_by_batch_in_order(run: Path, synth_master: Path, tmp_path: Path) -> None:
+def test_folder_with_a_broken_file_matches_predict_maps(run: Path, synth_master: Path, tmp_path: Path) -> None:
     files = sorted((synth_master / "brick" / "test").rglob("*.png"))
     folder = tmp_path / "in"
     folder.mkdir()
-    for i, f in enumerate(files + files[:1]):  # 5 inputs, batches of 2
+    for i, f in enumerate(files + files[:1]):
         (folder / f"{i}_{f.name}").write_bytes(f.read_bytes())
     (folder / "9_broken.png").write_bytes(b"not a png")
     out = tmp_path / "pred"
