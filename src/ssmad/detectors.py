@@ -423,21 +423,30 @@ class ImageDetector:
         self._check_fitted()
         return (self.decision_function(x) > self.threshold_).astype(np.int64)
 
-    def evaluate(self, data: Any, *, return_results: bool = False, shard: bool = False) -> Any:
+    def evaluate(
+        self, data: Any, *, return_results: bool = False, shard: bool = False, exact_max_pixels: int | None = None
+    ) -> Any:
         """Metrics on labelled test data (design.md names; threshold-free).
+
+        Up to ``exact_max_pixels`` map pixels (images × model resolution) the metrics are computed exactly from
+        all maps at once (``metrics_definition``); above, they stream in bounded memory with the binned
+        definition (:mod:`ssmad.engine.streaming`; ``metrics["definition"] == "binned"``, with error bounds).
 
         Args:
             data: A data set folder (its ``test`` split), a list of :class:`~ssmad.data.ImageRecord` or an
                 :class:`~ssmad.data.AnomalyImageDataset`.
-            return_results: Also return the :class:`~ssmad.engine.evaluate.Collected` maps and scores.
+            return_results: Also return the :class:`~ssmad.engine.evaluate.Collected` maps and scores (a
+                :class:`~ssmad.engine.streaming.StreamedResults` without maps when streamed).
             shard: Split the images over the processes of the active process group (every process must call
                 this); the metrics equal those of one process and are returned on every process, the results
                 on rank 0 only (``None`` elsewhere).
+            exact_max_pixels: The exact-metrics budget of one process (default
+                :data:`~ssmad.engine.streaming.EXACT_MAX_PIXELS`, 2^28).
 
         Returns:
             The metrics dict (class means at the top, ``per_category`` below), or ``(metrics, results)``.
         """
-        from .engine import distributed
+        from .engine import distributed, streaming
         from .engine.evaluate import collect, collect_sharded, compute_metrics
 
         self._check_fitted()
@@ -447,9 +456,38 @@ class ImageDetector:
             sres = collect_sharded(self.net_, dataset, device=self.device_, batch_size=batch)
             metrics = distributed.run_on_main(lambda: compute_metrics(sres, self.metrics_definition))  # type: ignore[arg-type]
             return (metrics, sres) if return_results else metrics
+        limit = streaming.EXACT_MAX_PIXELS if exact_max_pixels is None else exact_max_pixels
+        if streaming.needs_streaming(len(dataset), self.preprocessing_.output_hw, limit):
+            h, w = self.preprocessing_.output_hw
+            logger.info(
+                "%d images × %d×%d map pixels exceed the exact-metrics budget of %d pixels: streaming binned metrics "
+                "(bounded memory; the error bounds are in metrics.json)",
+                len(dataset),
+                h,
+                w,
+                limit,
+            )
+            res = streaming.collect_streaming(self.net_, dataset, device=self.device_, batch_size=batch)
+            return (res.metrics, res) if return_results else res.metrics
         res = collect(self.net_, dataset, device=self.device_, batch_size=batch)
         metrics = compute_metrics(res, self.metrics_definition)
         return (metrics, res) if return_results else metrics
+
+    def maps_of(self, data: Any, results: Any, indices: Sequence[int]) -> Any:
+        """Recompute the maps of ``results[indices]`` (streamed results keep none) as a ``Collected``.
+
+        Args:
+            data: The data given to :meth:`evaluate`.
+            results: The results :meth:`evaluate` returned.
+            indices: Positions in ``results``.
+        """
+        from .engine.streaming import maps_of
+
+        self._check_fitted()
+        dataset = self._evaluation_data(data, self.preprocessing_)
+        return maps_of(
+            self.net_, dataset, results, indices, device=self.device_, batch_size=self.trainer.eval_batch_size
+        )
 
     # ------------------------------------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:
@@ -533,6 +571,7 @@ class ImageDetector:
             InputError: Missing or damaged files, a folder of another model, or weights of another architecture.
         """
         from .data.transforms import Preprocessing
+        from .encoders import loading_saved_weights, note_saved_weights
         from .engine.checkpoint import load_weights, read_json
         from .engine.data import resolve_device
 
@@ -560,8 +599,12 @@ class ImageDetector:
         ):
             if key in names:
                 build[key] = value
-        net = det._build_network(det._make_config(build))
+        with loading_saved_weights():
+            net = det._build_network(det._make_config(build))
         load_weights(net, folder / "model.safetensors")
+        note_saved_weights(
+            net, folder / "model.safetensors", meta.get("training", {}).get("encoder_weights") or "saved"
+        )
         net.to(resolve_device(device)).eval()
         training = meta.get("training", {})
         det.net_ = net

@@ -51,6 +51,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="where to run (default auto)")
     parser.add_argument("--devices", default=1, type=int, metavar="N", help="worker processes for image runs")
+    parser.add_argument(
+        "--map-resolution",
+        choices=("input", "model"),
+        default="input",
+        help="maps, masks and overlays at each image's size (default) or at the model's input size (any image size)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="largest input image (pixels) for maps at the input resolution (default 8388608 = 2^23, ~1.1 GB)",
+    )
     parser.add_argument("--gt", metavar="FILE", help="hyperspectral: ground-truth map for metrics (optional)")
     add_dotted_overrides(parser, ("model",))
     try:
@@ -160,6 +173,8 @@ def _predict_images(args: argparse.Namespace) -> int:
         save_maps=not args.no_maps,
         overlays=not args.no_overlays,
         device=args.device,
+        map_resolution=args.map_resolution,
+        **({} if args.max_pixels is None else {"max_pixels": args.max_pixels}),
     )
     if not distributed.is_main():
         return 0

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..encoders import loading_saved_weights, note_saved_weights
 from ..errors import InputError
 from ..scans import SCAN_NAMES, order
 
@@ -404,12 +405,12 @@ def convert_official(
     conv = map_official_state(read_checkpoint(path), source, encoder=encoder)
     det = MambaADDetector(trainer={"device": "cpu"}, **conv.options)
     build = det._make_config({**conv.options, "pretrained": False})
-    net = det._build_network(build)
+    with loading_saved_weights():
+        net = det._build_network(build)
     _check_fit(net, conv.state, source)
     net.load_state_dict(conv.state, strict=True)
     net.eval()
-    net.encoder.weights_origin = "official-checkpoint"  # type: ignore[union-attr]
-    net.encoder.weights_path = source  # type: ignore[union-attr]
+    note_saved_weights(net, source, "official-checkpoint")
     det.net_ = net
     det.preprocessing_ = det._preprocessing_for(net)
     det.history_ = []

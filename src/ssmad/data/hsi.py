@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, InputError, MissingDependencyError
+from ._mat5 import check_mat5_structure, is_mat5
 from .envi import DATA_SUFFIXES, find_header, read_envi
 from .imageio import read_mask
 
@@ -160,6 +161,15 @@ def _mat_v5_variables(path: Path) -> _Variables:
     import scipy.io
 
     try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(
+            f"cannot read the MATLAB file {path}: {err}. Fix: check the path and its permissions."
+        ) from err
+    if is_mat5(data):  # scipy's v5 reader segfaults on some damaged tags: check them first
+        check_mat5_structure(data, path)
+    del data
+    try:
         info = scipy.io.whosmat(str(path))
     except Exception as err:  # scipy's parser fails in many ways (MatReadError, IndexError, ...) on a bad file
         raise InputError(
@@ -203,24 +213,35 @@ def _mat_v73_variables(path: Path) -> _Variables:
                 else:
                     listing[name] = "(struct/cell)"
                     shapes[name] = ()
-    except OSError as err:
-        raise InputError(f"cannot open the MATLAB v7.3 file {path}: {err}. Fix: re-save the file.") from err
+    except Exception as err:  # a damaged HDF5 file fails in h5py as OSError, RuntimeError, KeyError, ...
+        raise InputError(
+            f"cannot read the MATLAB v7.3 file {path}: {type(err).__name__}: {err}. Fix: check that the file is "
+            "complete, or re-save it."
+        ) from err
 
     def read(key: str) -> np.ndarray:
-        with h5py.File(path, "r") as f:
-            obj = f[key]
-            if not isinstance(obj, h5py.Dataset):
-                raise InputError(
-                    f"the variable {key!r} of {path} is a MATLAB struct/cell, not a numeric array. "
-                    "Fix: save the array itself (or name another variable)."
-                )
-            if obj.dtype.names is not None:
-                raise InputError(
-                    f"the variable {key!r} of {path} is complex or compound ({obj.dtype}); a real array is needed. "
-                    "Fix: save abs() or real() of it."
-                )
-            # HDF5 holds MATLAB's column-major array with its axes reversed: transposing gives MATLAB's view.
-            return np.asarray(obj[()]).T
+        try:
+            with h5py.File(path, "r") as f:
+                obj = f[key]
+                if not isinstance(obj, h5py.Dataset):
+                    raise InputError(
+                        f"the variable {key!r} of {path} is a MATLAB struct/cell, not a numeric array. "
+                        "Fix: save the array itself (or name another variable)."
+                    )
+                if obj.dtype.names is not None:
+                    raise InputError(
+                        f"the variable {key!r} of {path} is complex or compound ({obj.dtype}); a real array is "
+                        "needed. Fix: save abs() or real() of it."
+                    )
+                # HDF5 holds MATLAB's column-major array with its axes reversed: transposing gives MATLAB's view.
+                return np.asarray(obj[()]).T
+        except InputError:
+            raise
+        except Exception as err:  # as above: the listing worked but the data are damaged
+            raise InputError(
+                f"cannot read the variable {key!r} of the MATLAB v7.3 file {path}: {type(err).__name__}: {err}. "
+                "Fix: re-save the file."
+            ) from err
 
     return _Variables(listing, shapes, read)
 

@@ -38,6 +38,7 @@ naming the file; ``check="full"`` also decodes every file; ``check="none"`` only
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -195,10 +196,24 @@ def _discover_category_tree(cat_dir: Path, category: str, layout: str, splits: S
     return records
 
 
+def _open_csv(csv_path: Path) -> io.StringIO:
+    """The decoded text of a CSV file, parsed once so that bytes that are not UTF-8 CSV raise an InputError."""
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+        for _ in csv.reader(io.StringIO(text, newline="")):
+            pass
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(
+            f"cannot read the split file {csv_path}: {type(err).__name__}: {err}. Fix: it must be UTF-8 CSV text "
+            "(for VisA: the header 'object,split,label,image,mask'); restore the official split_csv/1cls.csv."
+        ) from err
+    return io.StringIO(text, newline="")
+
+
 def _read_visa_csv(root: Path, csv_path: Path, splits: Sequence[str]) -> list[ImageRecord]:
     """Records from VisA's ``split_csv/1cls.csv`` (raw VisA release)."""
     records: list[ImageRecord] = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+    with _open_csv(csv_path) as f:
         reader = csv.DictReader(f)
         columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
         missing = [c for c in ("object", "split", "label", "image") if c not in columns]

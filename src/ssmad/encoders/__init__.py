@@ -14,7 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from .timm import DEFAULT_STRIDES, ENCODERS, TimmEncoder, create_encoder, split_name
+from .timm import (
+    DEFAULT_STRIDES,
+    ENCODERS,
+    TimmEncoder,
+    create_encoder,
+    loading_saved_weights,
+    note_saved_weights,
+    split_name,
+)
 from .weights import PACKAGE_WEIGHTS, WeightsSource, find_weights, read_state_dict
 
 __all__ = [
@@ -25,6 +33,8 @@ __all__ = [
     "WeightsSource",
     "create_encoder",
     "find_weights",
+    "loading_saved_weights",
+    "note_saved_weights",
     "read_state_dict",
     "split_name",
 ]

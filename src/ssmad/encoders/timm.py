@@ -18,9 +18,11 @@ Tested architectures are listed in :data:`ENCODERS`; any other timm name with st
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 import timm
@@ -33,7 +35,18 @@ from .weights import find_weights, load_into, missing_weights_error, read_state_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_STRIDES", "ENCODERS", "TimmEncoder", "create_encoder", "split_name"]
+__all__ = [
+    "DEFAULT_STRIDES",
+    "ENCODERS",
+    "TimmEncoder",
+    "create_encoder",
+    "loading_saved_weights",
+    "note_saved_weights",
+    "split_name",
+]
+
+#: Set inside :func:`loading_saved_weights`: the caller fills encoders with saved weights right after building them.
+_SAVED_WEIGHTS_FOLLOW: ContextVar[bool] = ContextVar("ssmad_saved_weights_follow", default=False)
 
 #: Strides of the three feature maps MambaAD and RD4AD use.
 DEFAULT_STRIDES: tuple[int, int, int] = (4, 8, 16)
@@ -118,7 +131,8 @@ class TimmEncoder(nn.Module):
         mean: Per-channel normalisation mean of the pretrained weights (RGB, inputs scaled to [0, 1]).
         std: Per-channel normalisation std.
         weights_origin: ``"random"``, ``"file"``, ``"torch-hub"``, ``"hf-cache"``, ``"package:<module>"`` or
-            ``"download"``.
+            ``"download"``; after :func:`note_saved_weights`, the origin recorded with the saved network (or
+            ``"saved"``, ``"official-checkpoint"``).
         weights_path: The file the weights came from (``None`` for random or downloaded weights).
     """
 
@@ -156,7 +170,9 @@ class TimmEncoder(nn.Module):
         else:
             self.weights_origin = "download" if download else "random"
             self.weights_path = None
-            if not download:
+            if not download and _SAVED_WEIGHTS_FOLLOW.get():
+                logger.debug("encoder %s: built without weights; the caller loads saved ones next", name)
+            elif not download:
                 logger.info("encoder %s: random initialisation (pretrained=False)", name)
         for p in self.parameters():
             p.requires_grad_(False)
@@ -199,6 +215,38 @@ class TimmEncoder(nn.Module):
     def extra_repr(self) -> str:
         """Summary shown by ``print(module)``."""
         return f"name={self.name!r}, channels={self.channels}, strides={self.strides}, weights={self.weights_origin!r}"
+
+
+@contextlib.contextmanager
+def loading_saved_weights() -> Iterator[None]:
+    """Build networks whose weights, the encoder's included, are loaded from a saved file right after.
+
+    Encoders built inside the block (with ``pretrained=False``) do not announce a random initialisation that is
+    about to be overwritten; the caller reports the real source with :func:`note_saved_weights` once the weights
+    are in.
+    """
+    token = _SAVED_WEIGHTS_FOLLOW.set(True)
+    try:
+        yield
+    finally:
+        _SAVED_WEIGHTS_FOLLOW.reset(token)
+
+
+def note_saved_weights(net: nn.Module, path: str | Path, origin: str | None = None) -> None:
+    """Record and log that ``net``'s encoder (if it has a :class:`TimmEncoder`) now holds the weights in ``path``.
+
+    Args:
+        net: A network with an ``encoder`` attribute (networks without one are left alone).
+        path: The file the weights were loaded from (a run's ``model.safetensors``, an official checkpoint).
+        origin: The new :attr:`TimmEncoder.weights_origin` (default: keep the current one).
+    """
+    encoder = getattr(net, "encoder", None)
+    if not isinstance(encoder, TimmEncoder):
+        return
+    encoder.weights_path = str(path)
+    if origin is not None:
+        encoder.weights_origin = origin
+    logger.info("encoder %s: weights from %s", encoder.name, path)
 
 
 def create_encoder(

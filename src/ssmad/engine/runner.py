@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,16 +119,34 @@ def write_evaluation(
     report: bool,
     title: str,
     info: Mapping[str, Any],
+    maps_for: Callable[[list[int]], Any] | None = None,
 ) -> Path | None:
     """Write ``metrics.json`` / ``metrics.csv``, ``images/`` overlays and ``report.html`` into ``out_dir``.
+
+    Streamed results (:class:`~ssmad.engine.streaming.StreamedResults`, no maps kept) get the maps of the pictures
+    shown — the overlays and the report's cases — from ``maps_for(indices)``; the report's curves then come from
+    the streamed histograms over all images.
 
     Returns:
         The report path (``None`` when ``report`` is false).
     """
     from ..viz import global_range, save_overlay, write_metrics_files, write_report
+    from .streaming import StreamedResults, shown_indices
 
     write_metrics_files(out_dir, metrics)
     chosen = _select_overlays(results, images)
+    curves = None
+    if isinstance(results, StreamedResults):
+        if maps_for is None:
+            raise InputError("write_evaluation: streamed results need maps_for to draw their pictures.")
+        n, n_anomalous = len(results), int(results.labels.sum())
+        shown = shown_indices(results, chosen) if report else sorted(chosen)
+        curves = results.curves
+        info = {**info, "images": f"{n} ({n - n_anomalous} normal, {n_anomalous} anomalous; maps recomputed for the "
+                f"{len(shown)} pictured)"}  # fmt: skip
+        position = {i: k for k, i in enumerate(shown)}
+        chosen = [position[i] for i in chosen]
+        results = maps_for(shown) if shown else results
     if chosen:
         lo_hi = global_range(results.maps[i] for i in chosen)
         for i in chosen:
@@ -157,7 +175,9 @@ def write_evaluation(
         }
         for i in range(len(results))
     ]
-    return write_report(out_dir, metrics, records, title=title, info={k: str(v) for k, v in info.items()})
+    return write_report(
+        out_dir, metrics, records, curves=curves, title=title, info={k: str(v) for k, v in info.items()}
+    )
 
 
 def _metrics_lines(metrics: Mapping[str, Any]) -> str:
@@ -250,6 +270,7 @@ def train_run(
             report=config.output.report,
             title=f"{config.model_name} on {dataset_name} ({category})",
             info=info,
+            maps_for=lambda indices: det.maps_of(test, results, indices),
         )
         logger.info("final metrics (×100): %s", _metrics_lines(metrics))
     else:
@@ -385,6 +406,7 @@ def evaluate_run(
         report=report,
         title=f"{det.model_name} on {dataset_name}",
         info={"model": det.model_name, "run": str(run_dir), "dataset": dataset_name, "data root": data_cfg.root},
+        maps_for=lambda indices: det.maps_of(records, results, indices),
     )
     logger.info("metrics (×100): %s", _metrics_lines(metrics))
     if path is not None:
@@ -400,6 +422,50 @@ def _load_on(run_dir: Path, device: str) -> Any:
     return detector_class(str(name)).load(run_dir, device=device)
 
 
+#: Largest input image, in pixels, for which ``ssmad predict`` writes maps and overlays at the input resolution
+#: (2^23, e.g. 2896×2896). Peak memory grows by about 130 bytes per input pixel (float map, mask, overlay panels):
+#: a 4096×4096 image needs about 2.1 GB (``benchmarks/bench_memory.py``).
+MAX_PREDICT_PIXELS = 2**23
+#: Bytes of peak memory per input pixel at the input resolution (measured at 4096×4096, rounded up).
+BYTES_PER_PIXEL = 130
+
+
+def _input_pixels(source: Any) -> tuple[int, int] | None:
+    """``(width, height)`` of an input image from its header or array shape, ``None`` when unreadable."""
+    from ..data.imageio import image_size
+
+    if isinstance(source, str | Path):
+        try:
+            return image_size(source)
+        except InputError:
+            return None  # the prediction loop lists it as skipped
+    shape = np.shape(source)
+    if len(shape) == 3 and shape[-1] not in (1, 3, 4) and shape[0] in (1, 3, 4):
+        shape = shape[1:]  # channels first
+    return (int(shape[1]), int(shape[0])) if len(shape) >= 2 else None
+
+
+def check_predict_sizes(items: Sequence[tuple[Any, str]], max_pixels: int, model_hw: Sequence[int]) -> None:
+    """Refuse inputs too large for maps and overlays at their own resolution, before anything is decoded.
+
+    Raises:
+        InputError: An input of more than ``max_pixels`` pixels (the message gives the limit and the fixes).
+    """
+    for source, name in items:
+        wh = _input_pixels(source)
+        if wh is None or wh[0] * wh[1] <= max_pixels:
+            continue
+        w, h = wh
+        need = w * h * BYTES_PER_PIXEL / 2**30
+        raise InputError(
+            f"{name} is {w}×{h} = {w * h:,} pixels, more than the limit of {max_pixels:,} pixels for which ssmad "
+            f"predict writes anomaly maps and overlays at the input resolution (they would need about {need:.1f} GB "
+            f"of memory). Nothing was written. Fix: add --map-resolution model (maps and overlays at the model's "
+            f"{model_hw[0]}×{model_hw[1]}; the scores are the same), or --max-pixels {w * h} if the memory is "
+            "there, or downscale the image."
+        )
+
+
 def predict_run(
     run: str | Path,
     inputs: Any,
@@ -411,8 +477,13 @@ def predict_run(
     save_maps: bool = True,
     overlays: bool = True,
     device: str = "auto",
+    map_resolution: str = "input",
+    max_pixels: int = MAX_PREDICT_PIXELS,
 ) -> dict[str, Any]:
     """Score new images with a finished run and write maps, overlays and ``scores.json``.
+
+    With maps at the input resolution each input may have at most ``max_pixels`` pixels, checked from the file
+    headers before any work.
 
     Args:
         run: The run folder (or a folder written by ``det.save``).
@@ -424,15 +495,25 @@ def predict_run(
         save_maps: Write ``maps/<name>.npy``.
         overlays: Write ``overlays/<name>.png``.
         device: Where to run.
+        map_resolution: ``input`` (maps, masks and overlays at each image's size) or ``model`` (at the model's
+            input size: bounded memory for any image size).
+        max_pixels: Largest input (pixels) accepted with ``map_resolution="input"``.
 
     Returns:
         The content of ``scores.json``.
+
+    Raises:
+        InputError: Unusable inputs, an input above ``max_pixels``, or existing outputs.
     """
+    from ..data.images import _expand_inputs
     from ..registry import load
     from ..viz import save_overlay
     from .predict import predict_images
 
     dev = distributed.setup(device)  # joins the process group when started by --devices / torchrun
+    if map_resolution not in ("input", "model"):
+        raise InputError(f"map_resolution must be input or model, got {map_resolution!r}")
+    at_input = map_resolution == "input"
     run_dir = resolve_run(run)
     det = load(run_dir) if device == "auto" and not distributed.is_active() else _load_on(run_dir, str(dev))
     if threshold is not None or pixel_threshold is not None:
@@ -448,6 +529,8 @@ def predict_run(
             )
 
     distributed.run_on_main(check_out)
+    if at_input:
+        check_predict_sizes(_expand_inputs(inputs), max_pixels, det.preprocessing_.output_hw)
     skipped: list[str] = []
     if distributed.is_active():  # this process's share of the inputs
         preds = predict_images(
@@ -460,9 +543,10 @@ def predict_run(
             batch_size=det.trainer.eval_batch_size,
             skipped=skipped,
             shard=True,
+            input_resolution=at_input,
         )
     else:
-        preds = det.predict_maps(inputs, skipped=skipped)
+        preds = det.predict_maps(inputs, input_resolution=at_input, skipped=skipped)
     # file names are chosen over all inputs in order (as one process would), then each process takes its own
     gathered = distributed.gather_to_main([p.image_path for p in preds])
     names = distributed.run_on_main(lambda: _split_names(gathered or []))[distributed.rank()]
@@ -493,6 +577,7 @@ def predict_run(
                     p.anomaly_map,
                     pred_mask=p.pred_mask,
                     overwrite=overwrite,
+                    size=None if at_input else p.anomaly_map.shape,
                     caption=f"score {p.pred_score:.4g} ({'anomalous' if p.pred_label else 'normal'})",
                 )
                 row["overlay"] = f"overlays/{name}.png"
@@ -502,7 +587,9 @@ def predict_run(
             raise
         failure = err  # handed to rank 0 below, so no process waits for one that failed
     parts = distributed.gather_to_main((rows, skipped, failure))
-    return distributed.run_on_main(lambda: _write_scores(parts or [], run_dir, det, scores_path, overwrite, out))
+    return distributed.run_on_main(
+        lambda: _write_scores(parts or [], run_dir, det, scores_path, overwrite, out, map_resolution)
+    )
 
 
 def _split_names(paths_by_rank: list[list[str]]) -> list[list[str]]:
@@ -530,6 +617,7 @@ def _write_scores(
     scores_path: Path,
     overwrite: bool,
     out: Path,
+    map_resolution: str,
 ) -> dict[str, Any]:
     """Rank 0: join the rows of every process (rank order = input order) and write ``scores.json``."""
     for _, _, failure in parts:
@@ -542,6 +630,7 @@ def _write_scores(
         "model": det.model_name,
         "threshold": det.threshold_,
         "pixel_threshold": det.pixel_threshold_,
+        "map_resolution": map_resolution,
         "n_images": len(rows),
         "n_anomalous": sum(r["pred_label"] for r in rows),
         "images": rows,

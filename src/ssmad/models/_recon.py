@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..encoders import TimmEncoder
 from ..errors import ConfigError, InputError
 
 __all__ = [
@@ -189,8 +190,14 @@ def check_divisible(size: Sequence[int], multiple: int, what: str) -> None:
 class FeatureReconstructionNet(nn.Module):
     """What MambaAD and RD4AD share: a frozen ``encoder`` and a ``config`` with ``sigma`` and ``map_divisor``.
 
-    Subclasses define ``forward(images) -> (enc, dec)`` and ``loss(enc, dec)``; this class turns the feature pairs
-    into smoothed anomaly maps and image scores and exposes the encoder's normalisation statistics.
+    This class builds the encoder from the config (``encoder``, ``pretrained``, ``encoder_weights``,
+    ``allow_download``), runs ``forward(images) -> (enc, dec)``, turns the feature pairs into smoothed anomaly maps
+    and image scores and exposes the encoder's normalisation statistics. Subclasses build their neck and decoder
+    after ``super().__init__`` and define :meth:`reconstruct` and ``loss(enc, dec)``.
+
+    Args:
+        config: The model configuration.
+        encoder: A ready encoder to use instead of building ``config.encoder`` (e.g. one shared in tests).
     """
 
     #: The Gaussian smoothing happens inside :meth:`anomaly_map` (the engine must not smooth again).
@@ -198,6 +205,34 @@ class FeatureReconstructionNet(nn.Module):
 
     encoder: nn.Module
     config: Any
+
+    def __init__(self, config: Any, encoder: TimmEncoder | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder or TimmEncoder(
+            config.encoder,
+            pretrained=config.pretrained,
+            weights=config.encoder_weights,
+            allow_download=config.allow_download,
+        )
+
+    def reconstruct(self, enc: Sequence[Tensor]) -> list[Tensor]:
+        """Decoder reconstructions of the encoder maps, same shapes (defined by each network)."""
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Encode and reconstruct.
+
+        Args:
+            images: Normalised images ``(B, 3, H, W)``, ``H`` and ``W`` multiples of 32.
+
+        Returns:
+            ``(enc, dec)``: three encoder maps (detached) and the decoder's reconstructions, same shapes,
+            ``(B, c_i, H / s_i, W / s_i)`` for strides 4, 8, 16.
+        """
+        check_divisible(tuple(images.shape[-2:]), 32, type(self).__name__)
+        enc = self.encoder(images)
+        return enc, self.reconstruct(enc)
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -255,6 +290,35 @@ class ReconConfigMixin:
     #: Name used in error messages (the registry name of the model).
     model_key: ClassVar[str] = "model"
     image_size: Any
+
+    def _check_encoder_and_size(self, example_encoder: str, norms: str) -> None:
+        """Validate ``encoder``, ``pretrained``, ``allow_download`` and ``image_size``; normalise ``image_size``.
+
+        Args:
+            example_encoder: An encoder name to suggest in the error message.
+            norms: The decoder's normalisation layers, named in the image-size message (e.g. ``"batch norms"``).
+
+        Raises:
+            ConfigError: A value of the wrong type, or a size that is not a multiple of 32 of at least 64.
+        """
+
+        def fail(msg: str) -> None:
+            raise ConfigError(f"{self.model_key}: {msg}")
+
+        encoder = getattr(self, "encoder", None)
+        if not isinstance(encoder, str) or not encoder:
+            fail(f"encoder must be a timm model name such as {example_encoder!r}, got {encoder!r}")
+        for name in ("pretrained", "allow_download"):
+            if not isinstance(getattr(self, name), bool):
+                fail(f"{name} must be true or false, got {getattr(self, name)!r}")
+        h, w = size_pair(self.image_size, self.model_key)
+        if h < 64 or w < 64 or h % 32 or w % 32:
+            fail(
+                f"image_size must be a multiple of 32 and at least 64 on both sides (e.g. 224, 256, 320), got "
+                f"{self.image_size!r}: the decoder upsamples the stride-32 bottleneck ×2 three times, and its "
+                f"{norms} need more than one cell at that bottleneck"
+            )
+        object.__setattr__(self, "image_size", self.image_size if isinstance(self.image_size, int) else (h, w))
 
     @property
     def image_hw(self) -> tuple[int, int]:

@@ -248,6 +248,33 @@ def test_mat_v73_without_h5py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         load_cube(path)
 
 
+def test_mat_v73_damaged_group_table_is_an_input_error(tmp_path: Path) -> None:
+    # Found by benchmarks/fuzz_inputs.py: a broken symbol-table node made h5py raise RuntimeError while listing.
+    path = tmp_path / "scene73.mat"
+    _write_mat_v73(path, {"data": _cube(), "map": _gt()})
+    data = path.read_bytes()
+    assert data.count(b"SNOD") == 1
+    path.write_bytes(data.replace(b"SNOD", b"SNOX"))
+    with pytest.raises(InputError, match=r"MATLAB v7\.3 file .*RuntimeError"):
+        load_cube(path)
+
+
+def test_mat_v73_damaged_compressed_data_is_an_input_error(tmp_path: Path) -> None:
+    # The listing reads, the variable's gzip stream does not: h5py's OSError must become an InputError too.
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "scene73.mat"
+    cube = _cube("f4").T
+    with h5py.File(path, "w", userblock_size=512) as f:
+        f.create_dataset("data", data=cube, compression="gzip", chunks=cube.shape)
+    with h5py.File(path, "r") as f:
+        start = f["data"].id.get_chunk_info(0).byte_offset
+    data = bytearray(path.read_bytes())
+    data[start + 10 : start + 30] = b"\xff" * 20
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"variable 'data' of the MATLAB v7\.3 file"):
+        load_cube(path)
+
+
 def test_mat_missing_key_lists_the_keys(tmp_path: Path) -> None:
     path = tmp_path / "odd.mat"
     scipy.io.savemat(path, {"img_a": _cube(), "img_b": _cube(seed=2), "gtruth": _gt()})

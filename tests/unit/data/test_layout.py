@@ -148,6 +148,22 @@ def test_raw_visa_missing_mask_file_names_the_csv_line(tmp_path: Path) -> None:
     assert str(missing) in str(err.value) and "1cls.csv, line" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00",  # found by benchmarks/fuzz_inputs.py: UnicodeDecodeError escaped
+        b"object,split,label,image,mask\n" + b"x" * (csv.field_size_limit() + 1) + b"\n",  # csv.Error
+    ],
+    ids=["not-utf8", "field-too-large"],
+)
+def test_raw_visa_unreadable_split_file_is_an_input_error(tmp_path: Path, content: bytes) -> None:
+    root = tmp_path / "visa"
+    _write_raw_visa(root)
+    (root / "split_csv" / "1cls.csv").write_bytes(content)
+    with pytest.raises(InputError, match=r"1cls\.csv: (UnicodeDecodeError|Error).*Fix"):
+        discover(root)
+
+
 def test_plain_folders_with_shared_mask_folder(tmp_path: Path) -> None:
     root = tmp_path / "parts"
     for i in range(5):

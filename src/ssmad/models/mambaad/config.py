@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from ...scans import SCAN_NAMES
-from .._recon import LOSSES, ReconConfigMixin, size_pair
+from .._recon import LOSSES, ReconConfigMixin
 
 __all__ = ["MambaADConfig"]
 
@@ -87,19 +87,7 @@ class MambaADConfig(ReconConfigMixin):
         def fail(msg: str) -> None:
             raise ConfigError(f"mambaad: {msg}")
 
-        if not isinstance(self.encoder, str) or not self.encoder:
-            fail(f"encoder must be a timm model name such as 'resnet34', got {self.encoder!r}")
-        for name in ("pretrained", "allow_download"):
-            if not isinstance(getattr(self, name), bool):
-                fail(f"{name} must be true or false, got {getattr(self, name)!r}")
-        h, w = size_pair(self.image_size, "mambaad")
-        if h < 64 or w < 64 or h % 32 or w % 32:
-            fail(
-                f"image_size must be a multiple of 32 and at least 64 on both sides (e.g. 224, 256, 320), got "
-                f"{self.image_size!r}: the decoder upsamples the stride-32 bottleneck ×2 three times, and its "
-                f"instance norms need more than one cell at that bottleneck"
-            )
-        object.__setattr__(self, "image_size", self.image_size if isinstance(self.image_size, int) else (h, w))
+        self._check_encoder_and_size("resnet34", "instance norms")
         depths = tuple(int(d) for d in self.decoder_depths)
         if len(depths) != 4 or any(d < 1 or (d % 3 and d % 2) for d in depths):
             fail(f"decoder_depths must be 4 depths, each divisible by 2 or 3 (paper: 3, 4, 6, 3), got {depths}")

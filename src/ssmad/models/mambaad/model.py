@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from ...encoders import TimmEncoder
 from ...layers.lss import LSSModule
 from ...layers.upsample import PatchExpand
-from .._recon import FeatureReconstructionNet, check_divisible, flat_cosine_loss, mse_loss
+from .._necks import conv3x3, init_resnet_, one_class_embedding
+from .._recon import FeatureReconstructionNet, flat_cosine_loss, mse_loss
 from .config import MambaADConfig
 
 __all__ = ["MFFOCE", "DecoderStage", "MambaAD", "MambaUPNet", "decoder_dims", "drop_path_schedule", "lss_split"]
@@ -74,10 +75,6 @@ def drop_path_schedule(depths: Sequence[int], rate: float) -> list[list[float]]:
     return out
 
 
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
 class MFFOCE(nn.Module):
     """Multi-scale feature fusion + one-class embedding (the official ``MFF_OCE``, spec A.2).
 
@@ -98,30 +95,19 @@ class MFFOCE(nn.Module):
     def __init__(self, channels: Sequence[int], out_dim: int, num_blocks: int = 3) -> None:
         super().__init__()
         c4, c8, c16 = (int(c) for c in channels)
-        self.conv1 = _conv3x3(c4, c8, 2)
+        self.conv1 = conv3x3(c4, c8, 2)
         self.bn1 = nn.BatchNorm2d(c8)
         self.conv21 = nn.Conv2d(c8, c8, kernel_size=1)
         self.bn21 = nn.BatchNorm2d(c8)
-        self.conv2 = _conv3x3(c8, c16, 2)
+        self.conv2 = conv3x3(c8, c16, 2)
         self.bn2 = nn.BatchNorm2d(c16)
         self.conv31 = nn.Conv2d(c16, c16, kernel_size=1)
         self.bn31 = nn.BatchNorm2d(c16)
         self.convf = nn.Conv2d(c16, c16, kernel_size=1)
         self.bnf = nn.BatchNorm2d(c16)
         self.relu = nn.ReLU(inplace=True)
-        planes = out_dim // Bottleneck.expansion
-        downsample = nn.Sequential(
-            nn.Conv2d(c16, out_dim, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(out_dim)
-        )
-        blocks = [Bottleneck(c16, planes, stride=2, downsample=downsample)]
-        blocks += [Bottleneck(out_dim, planes) for _ in range(num_blocks - 1)]
-        self.bn_layer = nn.Sequential(*blocks)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.bn_layer = one_class_embedding(Bottleneck, c16, out_dim, out_dim // Bottleneck.expansion, num_blocks)
+        init_resnet_(self)
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """Fuse ``[f1 (B, c4, H/4, W/4), f2, f3]`` into the embedding ``(B, out_dim, H/32, W/32)``."""
@@ -245,25 +231,16 @@ class MambaUPNet(nn.Module):
 
 
 class MambaAD(FeatureReconstructionNet):
-    """The MambaAD network (pure ``nn.Module``: no I/O, no device moves).
+    """The MambaAD network: frozen encoder, :class:`MFFOCE` neck, :class:`MambaUPNet` decoder.
 
-    ``forward(images)`` returns ``(encoder features, decoder features)``; :meth:`loss`, :meth:`anomaly_map` and
-    :meth:`predict` turn them into a training loss, smoothed anomaly maps and image scores.
-
-    Args:
-        config: The model configuration (defaults: the paper's).
-        encoder: A ready encoder to use instead of building ``config.encoder`` (e.g. one shared in tests).
+    A pure ``nn.Module`` (no I/O, no device moves); ``forward``, :meth:`anomaly_map` and :meth:`predict` come from
+    :class:`~ssmad.models._recon.FeatureReconstructionNet`, whose arguments it takes (``config`` defaults to the
+    paper's :class:`MambaADConfig`).
     """
 
     def __init__(self, config: MambaADConfig | None = None, encoder: TimmEncoder | None = None) -> None:
-        super().__init__()
-        self.config = config = config or MambaADConfig()
-        self.encoder = encoder or TimmEncoder(
-            config.encoder,
-            pretrained=config.pretrained,
-            weights=config.encoder_weights,
-            allow_download=config.allow_download,
-        )
+        super().__init__(config or MambaADConfig(), encoder)
+        config = self.config
         dims = decoder_dims(self.encoder.channels, config.bottleneck_dim)
         self.mff_oce = MFFOCE(self.encoder.channels, dims[0], config.oce_blocks)
         self.decoder = MambaUPNet(
@@ -280,20 +257,9 @@ class MambaAD(FeatureReconstructionNet):
             scan_backend=config.scan_backend,
         )
 
-    def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Encode and reconstruct.
-
-        Args:
-            images: Normalised images ``(B, 3, H, W)``, ``H`` and ``W`` multiples of 32.
-
-        Returns:
-            ``(enc, dec)``: three encoder maps (detached) and the decoder's reconstructions, same shapes,
-            ``(B, c_i, H / s_i, W / s_i)`` for strides 4, 8, 16.
-        """
-        check_divisible(tuple(images.shape[-2:]), 32, "MambaAD")
-        enc = self.encoder(images)
-        dec = self.decoder(self.mff_oce(enc))
-        return enc, dec
+    def reconstruct(self, enc: Sequence[Tensor]) -> list[Tensor]:
+        """Fuse the encoder maps (MFF_OCE) and decode them: finest first, the shapes of ``enc``."""
+        return self.decoder(self.mff_oce(enc))
 
     def loss(self, enc: Sequence[Tensor], dec: Sequence[Tensor]) -> Tensor:
         """Training loss: ``5 · Σ MSE`` (default) or ADer's flattened cosine loss (``loss="cosine"``)."""

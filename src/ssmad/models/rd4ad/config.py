@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ConfigError
-from .._recon import LOSSES, ReconConfigMixin, size_pair
+from .._recon import LOSSES, ReconConfigMixin
 
 __all__ = ["BLOCKS", "RD4ADConfig"]
 
@@ -81,19 +81,7 @@ class RD4ADConfig(ReconConfigMixin):
         def fail(msg: str) -> None:
             raise ConfigError(f"rd4ad: {msg}")
 
-        if not isinstance(self.encoder, str) or not self.encoder:
-            fail(f"encoder must be a timm model name such as 'wide_resnet50_2', got {self.encoder!r}")
-        for name in ("pretrained", "allow_download"):
-            if not isinstance(getattr(self, name), bool):
-                fail(f"{name} must be true or false, got {getattr(self, name)!r}")
-        h, w = size_pair(self.image_size, "rd4ad")
-        if h < 64 or w < 64 or h % 32 or w % 32:
-            fail(
-                f"image_size must be a multiple of 32 and at least 64 on both sides (e.g. 224, 256, 320), got "
-                f"{self.image_size!r}: the decoder upsamples the stride-32 bottleneck ×2 three times, and its "
-                "batch norms need more than one cell at that bottleneck"
-            )
-        object.__setattr__(self, "image_size", self.image_size if isinstance(self.image_size, int) else (h, w))
+        self._check_encoder_and_size("wide_resnet50_2", "batch norms")
         if self.block not in BLOCKS:
             fail(f"block must be one of {', '.join(BLOCKS)}, got {self.block!r}")
         if self.base_width is not None and not _positive_int(self.base_width):

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from ...encoders import TimmEncoder
 from ...errors import ConfigError
-from .._recon import FeatureReconstructionNet, check_divisible, flat_cosine_loss, mse_loss
+from .._necks import conv3x3, init_resnet_, one_class_embedding
+from .._recon import FeatureReconstructionNet, flat_cosine_loss, mse_loss
 from .config import RD4ADConfig
 
 __all__ = ["OCBE", "RD4AD", "DeBasicBlock", "DeBottleneck", "Layout", "ReverseDecoder", "encoder_layout"]
@@ -85,22 +86,8 @@ def encoder_layout(encoder: nn.Module, config: RD4ADConfig) -> Layout:
     )
 
 
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
 def _deconv2x2(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel_size=2, stride=2, bias=False)
-
-
-def _init_resnet_(module: nn.Module) -> None:
-    """Kaiming-normal (fan_out, ReLU) ``nn.Conv2d`` weights, BatchNorm weight 1 / bias 0 (as the original)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def _check_planes(channels: int, block: str, what: str) -> int:
@@ -132,23 +119,18 @@ class OCBE(nn.Module):
         c4, c8, c16 = (int(c) for c in channels)
         out_dim = 2 * c16
         self.out_dim = out_dim
-        self.conv1 = _conv3x3(c4, c8, 2)
+        self.conv1 = conv3x3(c4, c8, 2)
         self.bn1 = nn.BatchNorm2d(c8)
-        self.conv2 = _conv3x3(c8, c16, 2)
+        self.conv2 = conv3x3(c8, c16, 2)
         self.bn2 = nn.BatchNorm2d(c16)
-        self.conv3 = _conv3x3(c8, c16, 2)
+        self.conv3 = conv3x3(c8, c16, 2)
         self.bn3 = nn.BatchNorm2d(c16)
         self.relu = nn.ReLU(inplace=True)
         block_cls = Bottleneck if layout.block == "bottleneck" else BasicBlock
         planes = _check_planes(out_dim, layout.block, "the OCBE output (2 × the stride-16 channels)")
         width = layout.base_width if layout.block == "bottleneck" else 64  # timm's BasicBlock accepts only 64
-        downsample = nn.Sequential(
-            nn.Conv2d(3 * c16, out_dim, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(out_dim)
-        )
-        blocks = [block_cls(3 * c16, planes, stride=2, downsample=downsample, base_width=width)]
-        blocks += [block_cls(out_dim, planes, base_width=width) for _ in range(layout.oce_blocks - 1)]
-        self.bn_layer = nn.Sequential(*blocks)
-        _init_resnet_(self)
+        self.bn_layer = one_class_embedding(block_cls, 3 * c16, out_dim, planes, layout.oce_blocks, width)
+        init_resnet_(self)
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         """Fuse ``[f1, f2, f3]`` into the embedding ``(B, 2·c16, H/32, W/32)``.
@@ -175,10 +157,10 @@ class DeBasicBlock(nn.Module):
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, upsample: nn.Module | None = None) -> None:
         super().__init__()
-        self.conv1 = _deconv2x2(inplanes, planes) if stride == 2 else _conv3x3(inplanes, planes)
+        self.conv1 = _deconv2x2(inplanes, planes) if stride == 2 else conv3x3(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.upsample = upsample
 
@@ -210,7 +192,7 @@ class DeBottleneck(nn.Module):
         width = planes * base_width // 64
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = _deconv2x2(width, width) if stride == 2 else _conv3x3(width, width)
+        self.conv2 = _deconv2x2(width, width) if stride == 2 else conv3x3(width, width)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -252,7 +234,7 @@ class ReverseDecoder(nn.Module):
             stages.append(nn.Sequential(*blocks))
             inplanes = out
         self.layer1, self.layer2, self.layer3 = stages
-        _init_resnet_(self)
+        init_resnet_(self)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Decode ``(B, in_dim, h, w)`` into ``[(B, c4, 8h, 8w), (B, c8, 4h, 4w), (B, c16, 2h, 2w)]`` (finest first)."""
@@ -263,44 +245,26 @@ class ReverseDecoder(nn.Module):
 
 
 class RD4AD(FeatureReconstructionNet):
-    """The RD4AD network (pure ``nn.Module``: no I/O, no device moves).
+    """The RD4AD network: frozen encoder, :class:`OCBE` neck, :class:`ReverseDecoder`.
 
-    ``forward(images)`` returns ``(encoder features, decoder features)``; :meth:`loss`, :meth:`anomaly_map` and
-    :meth:`predict` turn them into a training loss, smoothed anomaly maps and image scores.
+    ``enc, dec = net(images)``, ``net.loss(enc, dec)``, ``net.anomaly_map(enc, dec, size)`` and ``net.predict`` work
+    as in :class:`~ssmad.models._recon.FeatureReconstructionNet` (no I/O, no device moves).
 
     Args:
-        config: The model configuration (defaults: the paper's).
-        encoder: A ready encoder to use instead of building ``config.encoder`` (e.g. one shared in tests).
+        config: Defaults to the original code's :class:`RD4ADConfig`.
+        encoder: A ready encoder instead of ``config.encoder``.
     """
 
     def __init__(self, config: RD4ADConfig | None = None, encoder: TimmEncoder | None = None) -> None:
-        super().__init__()
-        self.config = config = config or RD4ADConfig()
-        self.encoder = encoder or TimmEncoder(
-            config.encoder,
-            pretrained=config.pretrained,
-            weights=config.encoder_weights,
-            allow_download=config.allow_download,
-        )
-        self.layout = encoder_layout(self.encoder, config)
+        super().__init__(config or RD4ADConfig(), encoder)
+        self.layout = encoder_layout(self.encoder, self.config)
         channels = tuple(int(c) for c in self.encoder.channels)
         self.ocbe = OCBE(channels, self.layout)
         self.decoder = ReverseDecoder(channels, self.ocbe.out_dim, self.layout)
 
-    def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Encode and reconstruct.
-
-        Args:
-            images: Normalised images ``(B, 3, H, W)``, ``H`` and ``W`` multiples of 32.
-
-        Returns:
-            ``(enc, dec)``: three encoder maps (detached) and the decoder's reconstructions, same shapes,
-            ``(B, c_i, H / s_i, W / s_i)`` for strides 4, 8, 16.
-        """
-        check_divisible(tuple(images.shape[-2:]), 32, "RD4AD")
-        enc = self.encoder(images)
-        dec = self.decoder(self.ocbe(enc))
-        return enc, dec
+    def reconstruct(self, enc: Sequence[Tensor]) -> list[Tensor]:
+        """Embed the encoder maps (OCBE) and decode them: finest first, the shapes of ``enc``."""
+        return self.decoder(self.ocbe(enc))
 
     def loss(self, enc: Sequence[Tensor], dec: Sequence[Tensor]) -> Tensor:
         """Training loss: ``Σ_i mean_b(1 − cos(flat F_E^i, flat F_D^i))`` (default) or ``Σ MSE`` (``loss="mse"``)."""
