@@ -6,7 +6,15 @@ Only torch and numpy are needed here; nothing in this package imports a higher r
 from __future__ import annotations
 
 from .directional import directional_scan, directional_scan_ref
-from .interface import BACKENDS, available_backends, backend_available, resolve_backend, selective_scan
+from .interface import (
+    BACKENDS,
+    available_backends,
+    backend_available,
+    export_mode,
+    is_exporting,
+    resolve_backend,
+    selective_scan,
+)
 from .reference import selective_scan_ref
 
 __all__ = [
@@ -15,6 +23,8 @@ __all__ = [
     "backend_available",
     "directional_scan",
     "directional_scan_ref",
+    "export_mode",
+    "is_exporting",
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",

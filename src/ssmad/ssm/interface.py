@@ -6,6 +6,7 @@ backend        what it is                                                       
 ``reference``  the sequential oracle (:mod:`ssmad.ssm.reference`)                   any
 ``cpu``        C++ kernel compiled on first use and cached (:mod:`.cpu`)             CPU
 ``torch``      pure-PyTorch chunked scan with its own backward (:mod:`.chunked`)    any
+``export``     blocked scan in plain tensor operations, traceable to ONNX (:mod:`.blocked`)  any
 ``cuda``       mamba-ssm's ``selective_scan_fn`` (:mod:`.cuda`), when installed      CUDA
 ``auto``       the fastest available for the tensors' device                         any
 =============  ====================================================================  =================
@@ -13,12 +14,18 @@ backend        what it is                                                       
 ``auto`` resolves to ``cpu`` then ``torch`` on a CPU, and to ``cuda`` then ``torch`` on a GPU. The environment
 variable ``SSMAD_SCAN_BACKEND`` replaces ``auto`` by a fixed choice (an explicit ``backend=`` argument wins over
 it). The first resolution per device type is logged once.
+
+While a model is being exported (inside :func:`export_mode`, ``torch.onnx.export`` or ``torch.export``), every
+request, ``auto`` or explicit, resolves to ``export``: the compiled and external kernels cannot be traced, and the
+blocked scan is made of standard operators only (see :mod:`.blocked`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -30,17 +37,37 @@ from .reference import selective_scan_ref
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "reference", "cpu", "torch", "cuda"]
-BACKENDS: tuple[str, ...] = ("reference", "cpu", "torch", "cuda")
+Backend = Literal["auto", "reference", "cpu", "torch", "export", "cuda"]
+BACKENDS: tuple[str, ...] = ("reference", "cpu", "torch", "export", "cuda")
 ENV_VAR = "SSMAD_SCAN_BACKEND"
 
 _logged: set[str] = set()
+_export_depth = 0
+
+
+@contextlib.contextmanager
+def export_mode() -> Iterator[None]:
+    """Inside this block every selective scan resolves to the traceable ``export`` backend (nestable)."""
+    global _export_depth
+    _export_depth += 1
+    try:
+        yield
+    finally:
+        _export_depth -= 1
+
+
+def is_exporting() -> bool:
+    """Whether a model is being traced for export: :func:`export_mode`, ``torch.onnx`` or ``torch.export``."""
+    if _export_depth > 0 or torch.onnx.is_in_onnx_export():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
 
 
 def backend_available(name: str, device: torch.device | str = "cpu") -> bool:
     """Whether backend ``name`` can run on ``device`` in this environment (compiles the CPU kernel if needed)."""
     device = torch.device(device)
-    if name in ("reference", "torch"):
+    if name in ("reference", "torch", "export"):
         return True
     if name == "cpu":
         if device.type != "cpu":
@@ -59,17 +86,22 @@ def backend_available(name: str, device: torch.device | str = "cpu") -> bool:
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
     """Backends that can run on ``device`` here, fastest first (``reference`` last)."""
-    order = ("cuda", "torch", "reference") if torch.device(device).type == "cuda" else ("cpu", "torch", "reference")
+    fast = ("cuda", "torch") if torch.device(device).type == "cuda" else ("cpu", "torch")
+    order = (*fast, "export", "reference")
     return [name for name in order if backend_available(name, device)]
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
     """Turn ``auto`` (or the environment override) into a concrete backend name for ``device``.
 
+    While exporting (:func:`is_exporting`) the answer is always ``export``.
+
     Raises:
         MissingDependencyError: An explicitly requested backend cannot run here.
         ValueError: Unknown backend name.
     """
+    if is_exporting():
+        return "export"
     device = torch.device(device)
     requested = backend
     if backend == "auto":
@@ -127,7 +159,7 @@ def selective_scan(
         delta_bias: Added to ``delta``, shape ``(D,)``.
         delta_softplus: Apply softplus to ``delta`` after the bias.
         return_last_state: Also return the final state.
-        backend: ``auto``, ``reference``, ``cpu``, ``torch`` or ``cuda`` (see the module docstring).
+        backend: ``auto``, ``reference``, ``cpu``, ``torch``, ``export`` or ``cuda`` (see the module docstring).
 
     Returns:
         ``out`` ``(batch, D, L)`` in ``u``'s dtype; with ``return_last_state`` also the last state
@@ -146,6 +178,10 @@ def selective_scan(
         from . import cpu
 
         return scan_with_core(cpu.core, *args)
+    if name == "export":
+        from . import blocked
+
+        return scan_with_core(blocked.core, *args)
     from . import chunked
 
     return scan_with_core(chunked.core, *args)
