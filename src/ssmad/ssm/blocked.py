@@ -50,7 +50,7 @@ def _blocked(x: Tensor, length: int, block: int, groups: int, fill: float = 0.0)
     """``(b, G·k, L)`` or ``(b, G, k, L)`` → ``(T, nb, b, G, k)``, time padded at the end with ``fill``."""
     batch = x.shape[0]
     x = x.reshape(batch, groups, -1, length)
-    n_blocks = -(-length // block)
+    n_blocks = (length + block - 1) // block
     pad = n_blocks * block - length
     if pad:
         x = F.pad(x, (0, pad), value=fill)
@@ -74,8 +74,10 @@ def core(
     Returns:
         ``y`` ``(batch, D, L)`` and the last state ``(batch, D, N)`` (None unless ``want_last``).
     """
-    batch, dim, length = u.shape
-    groups, dstate = B.shape[1], B.shape[2]
+    # Only the batch size may vary in an exported graph: the other sizes are frozen to Python integers, so that a
+    # tracer computes no index arithmetic on them (TorchScript would turn ``//`` into a truncating division).
+    batch = u.shape[0]
+    dim, length, groups, dstate = int(u.shape[1]), int(u.shape[2]), int(B.shape[1]), int(B.shape[2])
     per = dim // groups
     block = block_length(length)
     # padded steps have dt = 0: decay exp(0) = 1 and drive 0, so the state passes through them unchanged
