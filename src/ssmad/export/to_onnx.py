@@ -37,7 +37,7 @@ from ..errors import InputError, MissingDependencyError, SsmadError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FORMATS", "ExportResult", "export_onnx", "onnx_metadata"]
+__all__ = ["DEFAULT_OPSET", "EXPORTERS", "FORMATS", "ExportResult", "export_onnx", "graph_to_onnx", "onnx_metadata"]
 
 #: Export formats ``ssmad export --format`` accepts.
 FORMATS: tuple[str, ...] = ("onnx",)
@@ -127,10 +127,21 @@ def onnx_metadata(det: Any, run_dir: Path, exporter: str, opset: int) -> dict[st
     }
 
 
-def _trace(graph: torch.nn.Module, example: torch.Tensor, exporter: str, opset: int) -> bytes:
-    """Serialized ONNX model of ``graph`` traced on ``example`` with every scan on the ``export`` backend."""
+def graph_to_onnx(graph: Any, exporter: str = "torchscript", opset: int = DEFAULT_OPSET) -> bytes:
+    """Serialized ONNX model of an :class:`~ssmad.export.graph.ExportGraph`, every scan on the ``export`` backend.
+
+    Args:
+        graph: The module to export (in eval mode); ``graph.size`` is its input ``(H, W)``.
+        exporter: ``torchscript`` or ``dynamo``.
+        opset: ONNX opset.
+
+    Returns:
+        The model's bytes, without ssmad metadata.
+    """
     from ..ssm import export_mode
 
+    # a batch of 2, so that no batch size of 1 is frozen into the trace as a broadcast
+    example = torch.zeros((2, *graph.size, 3), dtype=torch.uint8)
     names = {"input_names": ["image"], "output_names": ["anomaly_map", "pred_score"], "opset_version": opset}
     with torch.no_grad(), export_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's deprecation notice
@@ -229,10 +240,8 @@ def export_onnx(
     pre = det.preprocessing_
     size = pre.output_hw
     graph = ExportGraph(det.net_, pre.mean, pre.std, size).eval()
-    # a batch of 2, so that no batch size of 1 is frozen into the trace as a broadcast
-    example = torch.zeros((2, *size, 3), dtype=torch.uint8)
     logger.info("exporting %s (%s, input %d×%d) with the %s exporter", run_dir, det.model_name, *size, exporter)
-    model = onnx.load_from_string(_trace(graph, example, exporter, int(opset)))
+    model = onnx.load_from_string(graph_to_onnx(graph, exporter, int(opset)))
     metadata = onnx_metadata(det, run_dir, exporter, int(opset))
     del model.metadata_props[:]
     for key, value in metadata.items():
