@@ -242,5 +242,5 @@ def run_export_benchmark(
         data = asdict(report)
         for fig, out in zip(report.models, data["models"], strict=True):
             out.update(torch_s=fig.torch_s, ort_s=fig.ort_s, ratio=fig.ratio, ratios=fig.ratios)
-        write_text_atomic(json_path, json.dumps(data, indent=2) + "\n")
+        write_text_atomic(Path(json_path), json.dumps(data, indent=2) + "\n")
     return report

@@ -16,6 +16,7 @@ The arithmetic is the one of :func:`ssmad.data.transforms.preprocess_image` (flo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +34,9 @@ class ExportGraph(nn.Module):
         std: Per-channel standard deviation.
         size: ``(H, W)`` of the network input.
     """
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], size: tuple[int, int]) -> None:
         super().__init__()
@@ -52,8 +56,9 @@ class ExportGraph(nn.Module):
         """
         x = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         x = (x - self.mean) / self.std
-        enc, dec = self.net(x)
-        maps = self.net.anomaly_map(enc, dec, self.size)
+        net: Any = self.net
+        enc, dec = net(x)
+        maps = net.anomaly_map(enc, dec, self.size)
         if maps.dim() == 4:
             maps = maps[:, 0]
         maps = maps.to(torch.float32)

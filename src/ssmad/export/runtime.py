@@ -435,7 +435,7 @@ def predict_onnx(
     items = expand_inputs(inputs)
     skipped: list[str] = []
     preds = det.predict_items(items, skipped=skipped, batch_size=batch_size)
-    save_overlay = None
+    save_overlay: Any = None
     if overlays:
         try:
             import matplotlib  # noqa: F401  (the overlays' colour maps)

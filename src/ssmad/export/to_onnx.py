@@ -142,7 +142,7 @@ def graph_to_onnx(graph: Any, exporter: str = "torchscript", opset: int = DEFAUL
 
     # a batch of 2, so that no batch size of 1 is frozen into the trace as a broadcast
     example = torch.zeros((2, *graph.size, 3), dtype=torch.uint8)
-    names = {"input_names": ["image"], "output_names": ["anomaly_map", "pred_score"], "opset_version": opset}
+    inputs, outputs = ["image"], ["anomaly_map", "pred_score"]
     with torch.no_grad(), export_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape arithmetic frozen: sizes are static
@@ -157,7 +157,9 @@ def graph_to_onnx(graph: Any, exporter: str = "torchscript", opset: int = DEFAUL
                 dynamic_shapes={"image": {0: batch}},
                 external_data=False,
                 verbose=False,
-                **names,
+                input_names=inputs,
+                output_names=outputs,
+                opset_version=opset,
             )
             assert program is not None
             return program.model_proto.SerializeToString()
@@ -165,11 +167,13 @@ def graph_to_onnx(graph: Any, exporter: str = "torchscript", opset: int = DEFAUL
         torch.onnx.export(
             graph,
             (example,),
-            buf,
+            buf,  # type: ignore[arg-type]  # a file object is accepted
             dynamo=False,
             dynamic_axes={"image": {0: "batch"}, "anomaly_map": {0: "batch"}, "pred_score": {0: "batch"}},
             do_constant_folding=True,
-            **names,
+            input_names=inputs,
+            output_names=outputs,
+            opset_version=opset,
         )
         return buf.getvalue()
 

@@ -48,6 +48,8 @@ def save_untrained(name: str, folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """``{model: (run folder, model.onnx)}``, exported through ``ssmad export`` (with its onnxruntime check)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     from ssmad.cli.main import main
 
     root = tmp_path_factory.mktemp("export")
