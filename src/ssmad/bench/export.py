@@ -216,14 +216,18 @@ def run_export_benchmark(
         raise MissingDependencyError(
             f"the export benchmark needs onnx and onnxruntime ({err}). Fix: pip install 'ssmad[export]'."
         ) from None
-    threads = int(threads or torch.get_num_threads())
-    torch.set_num_threads(threads)
+    before = torch.get_num_threads()
+    threads = int(threads or before)
     load_before = os.getloadavg()
     images = np.random.default_rng(seed).integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
     figures = []
-    for name in models:
-        torch.manual_seed(seed)
-        figures.append(_measure(name, encoder, size, images, rounds, threads, exporter))
+    torch.set_num_threads(threads)
+    try:
+        for name in models:
+            torch.manual_seed(seed)
+            figures.append(_measure(name, encoder, size, images, rounds, threads, exporter))
+    finally:
+        torch.set_num_threads(before)
     report = ExportBenchReport(
         encoder=encoder,
         size=size,
