@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import Literal
 
@@ -58,7 +59,10 @@ def export_mode() -> Iterator[None]:
 
 def is_exporting() -> bool:
     """Whether a model is being traced for export: :func:`export_mode`, ``torch.onnx`` or ``torch.export``."""
-    if _export_depth > 0 or torch.onnx.is_in_onnx_export():
+    if _export_depth > 0:
+        return True
+    onnx = sys.modules.get("torch.onnx")  # not imported: nobody is exporting through it (and no import cost here)
+    if onnx is not None and onnx.is_in_onnx_export():
         return True
     compiler = getattr(torch, "compiler", None)
     return bool(compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())

@@ -95,3 +95,20 @@ def test_export_mode_changes_the_path_not_the_result():
             exported = layer(x)
     torch.testing.assert_close(exported, fast, rtol=1e-4, atol=1e-5)
     assert not math.isnan(float(exported.abs().sum()))
+
+
+@pytest.mark.filterwarnings("ignore")  # the TorchScript exporter's deprecation notice
+def test_torch_onnx_export_is_detected_without_export_mode():
+    import io
+
+    pytest.importorskip("onnx")
+    seen: list[tuple[bool, str]] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append((is_exporting(), resolve_backend("cpu", "cpu")))
+            return x + 1
+
+    torch.onnx.export(Probe(), (torch.zeros(2),), io.BytesIO(), dynamo=False)
+    assert seen and all(s == (True, "export") for s in seen)
+    assert not is_exporting()
