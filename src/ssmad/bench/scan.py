@@ -276,7 +276,8 @@ def run_scan_benchmark(
 
     Args:
         shapes: Names from :data:`SHAPES` (default: all).
-        backends: Backends to time besides the reference (default: all available on the CPU).
+        backends: Backends to time besides the reference (default: the fast ones available on the CPU; not the
+            traceable ``export`` backend, which is for ONNX graphs).
         repeats: Timed repetitions per measurement (the minimum is kept).
         peer: Also time mambapy's parallel scan (skipped with a note when it is not installed).
         json_path: Also write the rows and machine limits as JSON.
@@ -285,7 +286,7 @@ def run_scan_benchmark(
     unknown = set(shapes or ()) - {s.name for s in SHAPES}
     if unknown:
         raise ValueError(f"unknown shape(s) {sorted(unknown)}; choose from {[s.name for s in SHAPES]}")
-    names = list(backends) if backends else [b for b in available_backends("cpu") if b != "reference"]
+    names = list(backends) if backends else [b for b in available_backends("cpu") if b not in ("reference", "export")]
     if peer and not _peer_available():
         logger.warning("mambapy is not installed (pip install ssmad[bench]); the peer column stays empty")
         peer = False

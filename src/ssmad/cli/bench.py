@@ -53,6 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     gpu.add_argument("--skip-tests", action="store_true", help="do not run the gpu-marked tests")
     gpu.add_argument("--skip-models", action="store_true", help="do not time MambaAD")
     gpu.set_defaults(func=_run_gpu)
+    exp = targets.add_parser("export", help="onnxruntime vs PyTorch on the CPU (exported graph vs its module)")
+    exp.add_argument("--models", default="mambaad,rd4ad", help="comma-separated models (default mambaad,rd4ad)")
+    exp.add_argument("--encoder", default="resnet34", help="timm encoder of both models (default resnet34)")
+    exp.add_argument("--size", type=int, default=256, help="square input size, a multiple of 32 (default 256)")
+    exp.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    exp.add_argument("--rounds", type=int, default=5, help="paired timed rounds after a warm-up (default 5)")
+    exp.add_argument("--threads", type=int, default=None, help="threads of both runtimes (default: torch's)")
+    exp.add_argument("--exporter", default="torchscript", help="torchscript (default) or dynamo")
+    exp.add_argument("--json", default=None, help="also write the report to this new JSON file")
+    exp.set_defaults(func=_run_export)
 
 
 def _run_scan(args: argparse.Namespace) -> int:
@@ -129,5 +139,21 @@ def _run_gpu(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         run_tests=not args.skip_tests,
         run_models=not args.skip_models,
+    )
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from ..bench.export import run_export_benchmark
+
+    run_export_benchmark(
+        models=[m for m in args.models.split(",") if m],
+        encoder=args.encoder,
+        size=args.size,
+        batch=args.batch,
+        rounds=args.rounds,
+        threads=args.threads,
+        exporter=args.exporter,
+        json_path=args.json,
     )
     return 0

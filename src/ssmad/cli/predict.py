@@ -9,6 +9,11 @@ anomaly map | predicted mask) and ``scores.json`` (score, label and thresholds p
 listed under ``skipped`` instead of stopping the run). The training data is not needed. ``--input`` may be an
 image, a folder of images, or a ``.npy`` array batch ``(N, H, W, 3)``.
 
+An exported model (``ssmad export``; needs only onnxruntime, numpy and Pillow, not PyTorch) writes the same files,
+plus ``scores.csv``::
+
+    ssmad predict --onnx model.onnx --input new_images/ --out predictions/
+
 Hyperspectral cubes (``.mat``, ENVI ``.hdr``, ``.npy``/``.npz`` cubes) with a transductive detector
 (``acmamba``, ``rx``, ``lrx``) go to the hyperspectral command path::
 
@@ -41,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--run", metavar="DIR", help="run folder of `ssmad train` (or a folder from det.save)")
+    parser.add_argument("--onnx", metavar="FILE", help="a model written by `ssmad export` (runs with onnxruntime)")
     parser.add_argument("--model", metavar="NAME", help="hyperspectral detector fitted per cube (acmamba, rx, lrx)")
     parser.add_argument("--input", required=True, metavar="PATH", help="image, folder, .npy batch, or cube file")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -115,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import distributed
     from ..errors import InputError
 
+    if getattr(args, "onnx", None):
+        return _predict_onnx(args)
     devices = distributed.check_devices(getattr(args, "devices", 1), args.device)
     if is_hyperspectral(args):
         if devices > 1:
@@ -145,6 +153,54 @@ def run(args: argparse.Namespace) -> int:
             )
         return distributed.launch(args.argv, devices, args.device)
     return _predict_images(args)
+
+
+def _load_inputs(source: Path) -> Any:
+    """The ``--input`` path, or the array of a ``.npy`` batch."""
+    from ..errors import InputError
+
+    if not source.exists():
+        raise InputError(f"the input {source} does not exist. Fix: pass an image file, a folder of images or a .npy.")
+    if source.suffix.lower() != ".npy":
+        return source
+    import numpy as np
+
+    try:
+        return np.load(source, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{source}: cannot read the array ({err}). Fix: save it with numpy.save.") from err
+
+
+def _predict_onnx(args: argparse.Namespace) -> int:
+    """``--onnx``: score images with onnxruntime only (no PyTorch import on this path)."""
+    from ..errors import InputError
+    from ..export.runtime import predict_onnx
+
+    if args.run or args.model or args.overrides:
+        given = "--run" if args.run else "--model" if args.model else "--model.* options"
+        raise InputError(
+            f"--onnx and {given} exclude each other: an exported model carries its own network, preprocessing and "
+            "thresholds. Fix: pass either --onnx FILE or --run DIR."
+        )
+    summary = predict_onnx(
+        args.onnx,
+        _load_inputs(Path(args.input)),
+        args.out,
+        overwrite=args.overwrite,
+        threshold=args.threshold,
+        pixel_threshold=args.pixel_threshold,
+        save_maps=not args.no_maps,
+        overlays=not args.no_overlays,
+    )
+    threshold = summary["threshold"]
+    shown = "unset" if threshold is None else f"{threshold:.5g}"
+    print(
+        f"scored {summary['n_images']} image(s) with {args.onnx}: {summary['n_anomalous']} anomalous "
+        f"(threshold {shown}); results in {args.out}/scores.json"
+    )
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])} unreadable input(s); see scores.json")
+    return 0
 
 
 def _predict_images(args: argparse.Namespace) -> int:

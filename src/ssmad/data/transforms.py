@@ -15,6 +15,9 @@ here), 0.5/0.5 for ``tf_efficientnet_lite*``. :class:`Preprocessing` is a frozen
 :meth:`~Preprocessing.to_dict` / :meth:`~Preprocessing.from_dict` so the run folder stores it and predict time
 applies exactly the same steps to file paths, folders, Pillow images and arrays
 (:func:`preprocess_image`, :func:`preprocess_mask`).
+
+Importing this module does not import torch (only the two functions that return tensors do), so the onnxruntime
+predictor (:mod:`ssmad.export.runtime`) replays the very same resize and crop (:func:`apply_geometry`) without it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
 from ..errors import ConfigError, InputError
 from .imageio import array_to_rgb, binarize_mask, read_image, read_mask, to_rgb
@@ -48,7 +49,10 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
     "hamming": Image.Resampling.HAMMING,
 }
 
-ImageLike = str | Path | Image.Image | np.ndarray | Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
+
+ImageLike: TypeAlias = "str | Path | Image.Image | np.ndarray | Tensor"
 
 
 def _pair(value: Any, name: str) -> tuple[int, int]:
@@ -182,6 +186,11 @@ def _geometry(img: Image.Image, pre: Preprocessing, resample: Image.Resampling) 
     return img
 
 
+def apply_geometry(img: Image.Image, pre: Preprocessing) -> Image.Image:
+    """The resize and centre crop of ``pre`` on an RGB image, with its interpolation filter (no tensor step)."""
+    return _geometry(img, pre, INTERPOLATIONS[pre.interpolation])
+
+
 def as_rgb_image(x: ImageLike) -> Image.Image:
     """An 8-bit RGB Pillow image from a path, a Pillow image (any mode) or an array/tensor."""
     if isinstance(x, str | Path):
@@ -202,7 +211,9 @@ def preprocess_image(x: ImageLike, pre: Preprocessing) -> Tensor:
     Returns:
         Normalised image, ``(3, h, w)`` float32 with ``(h, w) = pre.output_hw``.
     """
-    img = _geometry(as_rgb_image(x), pre, INTERPOLATIONS[pre.interpolation])
+    import torch
+
+    img = apply_geometry(as_rgb_image(x), pre)
     arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
@@ -236,6 +247,8 @@ def preprocess_mask(x: str | Path | Image.Image | np.ndarray | Tensor, pre: Prep
     Returns:
         ``(1, h, w)`` float32 tensor of 0/1 values, ``(h, w) = pre.output_hw``.
     """
+    import torch
+
     binary = mask_to_binary(x)
     img = _geometry(Image.fromarray(binary * np.uint8(255), mode="L"), pre, Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
 from ..scans import check_scan_name, direction_ids, direction_tables, gather_directions, merge_directions
-from ..ssm import selective_scan
+from ..ssm import is_exporting, selective_scan
 from ..ssm.directional import directional_scan, fused_available
 from ..ssm.init import a_log_init, d_init, dt_bias_init, dt_weight_init_, x_proj_weight_init
 from .droppath import DropPath
@@ -125,9 +125,10 @@ class DirectionalSSM(nn.Module):
         dts, bs, cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
         delta = torch.matmul(self.dt_projs_weight, dts).to(dtype)  # (batch, K, d, L)
         # The bias (and, without autograd, the softplus) are applied in place on that fresh matmul output instead of
-        # inside the scan, which would allocate two more tensors of the size of the K sequences.
+        # inside the scan, which would allocate two more tensors of the size of the K sequences. A graph being
+        # exported gets the plain softplus of the scan (exporters have no translation of the ``out=`` variant).
         delta = delta.add_(self.dt_projs_bias.to(dtype).unsqueeze(-1))
-        softplus_in_scan = torch.is_grad_enabled() and delta.requires_grad
+        softplus_in_scan = (torch.is_grad_enabled() and delta.requires_grad) or is_exporting()
         if not softplus_in_scan:
             torch.ops.aten.softplus.out(delta, 1, 20, out=delta)  # F.softplus(delta), written over its input
         out = cast(

@@ -12,6 +12,8 @@ from .interface import (
     backend_available,
     backend_status,
     explain_backends,
+    export_mode,
+    is_exporting,
     resolve_backend,
     selective_scan,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "directional_scan",
     "directional_scan_ref",
     "explain_backends",
+    "export_mode",
+    "is_exporting",
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",

@@ -6,6 +6,7 @@ backend        what it is                                                       
 ``reference``  the sequential oracle (:mod:`ssmad.ssm.reference`)                   any
 ``cpu``        C++ kernel compiled on first use and cached (:mod:`.cpu`)             CPU
 ``torch``      pure-PyTorch chunked scan with its own backward (:mod:`.chunked`)    any
+``export``     blocked scan in plain tensor operations, traceable (:mod:`.blocked`)   any
 ``cuda``       mamba-ssm's ``selective_scan_fn`` (:mod:`.cuda`), when installed      CUDA
 ``triton``     Triton kernels, forward and backward (:mod:`.triton_scan`)            CUDA (CPU: interpreter)
 ``auto``       the fastest available for the tensors' device                         any
@@ -16,12 +17,19 @@ installed) then ``torch`` on a GPU. The ``triton`` backend takes CPU tensors onl
 (Triton's interpreter, for tests); ``auto`` never picks it on a CPU. The environment variable ``SSMAD_SCAN_BACKEND``
 replaces ``auto`` by a fixed choice (an explicit ``backend=`` argument wins over it). The first resolution per
 device type is logged once, with the reason; :func:`explain_backends` gives every backend's reason.
+
+While a model is being exported (inside :func:`export_mode`, ``torch.onnx.export`` or ``torch.export``), every
+request, ``auto`` or explicit, resolves to ``export``: the compiled and external kernels cannot be traced, and the
+blocked scan is made of standard operators only (see :mod:`.blocked`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -33,11 +41,34 @@ from .reference import selective_scan_ref
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "reference", "cpu", "torch", "cuda", "triton"]
-BACKENDS: tuple[str, ...] = ("reference", "cpu", "torch", "cuda", "triton")
+Backend = Literal["auto", "reference", "cpu", "torch", "export", "cuda", "triton"]
+BACKENDS: tuple[str, ...] = ("reference", "cpu", "torch", "export", "cuda", "triton")
 ENV_VAR = "SSMAD_SCAN_BACKEND"
 
 _logged: set[str] = set()
+_export_depth = 0
+
+
+@contextlib.contextmanager
+def export_mode() -> Iterator[None]:
+    """Inside this block every selective scan resolves to the traceable ``export`` backend (nestable)."""
+    global _export_depth
+    _export_depth += 1
+    try:
+        yield
+    finally:
+        _export_depth -= 1
+
+
+def is_exporting() -> bool:
+    """Whether a model is being traced for export: :func:`export_mode`, ``torch.onnx`` or ``torch.export``."""
+    if _export_depth > 0:
+        return True
+    onnx = sys.modules.get("torch.onnx")  # not imported: nobody is exporting through it (and no import cost here)
+    if onnx is not None and onnx.is_in_onnx_export():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
 
 
 def backend_status(name: str, device: torch.device | str = "cpu") -> tuple[bool, str]:
@@ -50,6 +81,8 @@ def backend_status(name: str, device: torch.device | str = "cpu") -> tuple[bool,
         return True, "pure PyTorch, sequential (the oracle)"
     if name == "torch":
         return True, "pure PyTorch, chunked parallel scan"
+    if name == "export":
+        return True, "plain tensor operators, blocked scan (chosen while exporting a model)"
     if name == "cpu":
         if device.type != "cpu":
             return False, "C++ kernel for CPU tensors only"
@@ -77,9 +110,10 @@ def backend_available(name: str, device: torch.device | str = "cpu") -> bool:
 
 
 def _auto_order(device: torch.device) -> tuple[str, ...]:
+    # ``export`` never comes first (``torch`` always runs); it is listed so that tests and ``ssmad info`` see it
     if device.type == "cuda":
-        return ("cuda", "triton", "torch", "reference")
-    return ("cpu", "torch", "reference")
+        return ("cuda", "triton", "torch", "export", "reference")
+    return ("cpu", "torch", "export", "reference")
 
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
@@ -106,10 +140,14 @@ def explain_backends(device: torch.device | str = "cpu") -> tuple[str, list[tupl
 def resolve_backend(backend: str, device: torch.device | str) -> str:
     """Turn ``auto`` (or the environment override) into a concrete backend name for ``device``.
 
+    While exporting (:func:`is_exporting`) the answer is always ``export``.
+
     Raises:
         MissingDependencyError: An explicitly requested backend cannot run here.
         ValueError: Unknown backend name.
     """
+    if is_exporting():
+        return "export"
     device = torch.device(device)
     requested = backend
     if backend == "auto":
@@ -176,7 +214,8 @@ def selective_scan(
         delta_bias: Added to ``delta``, shape ``(D,)``.
         delta_softplus: Apply softplus to ``delta`` after the bias.
         return_last_state: Also return the final state.
-        backend: ``auto``, ``reference``, ``cpu``, ``torch``, ``cuda`` or ``triton`` (see the module docstring).
+        backend: ``auto``, ``reference``, ``cpu``, ``torch``, ``export``, ``cuda`` or ``triton`` (see the module
+            docstring).
 
     Returns:
         ``out`` ``(batch, D, L)`` in ``u``'s dtype; with ``return_last_state`` also the last state
@@ -199,6 +238,10 @@ def selective_scan(
         from . import triton_scan
 
         return scan_with_core(triton_scan.core, *args)
+    if name == "export":
+        from . import blocked
+
+        return scan_with_core(blocked.core, *args)
     from . import chunked
 
     return scan_with_core(chunked.core, *args)
