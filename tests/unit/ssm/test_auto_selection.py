@@ -61,7 +61,7 @@ def test_auto_on_cuda_prefers_mamba_ssm_then_triton_then_torch(fake_gpu, monkeyp
     chosen, rows = explain_backends("cuda")
     assert chosen == expected
     status = {name: (ok, why) for name, ok, why in rows}
-    assert [name for name, _, _ in rows] == ["cuda", "triton", "torch", "reference"]
+    assert [name for name, _, _ in rows] == ["cuda", "triton", "torch", "export", "reference"]
     assert status["cuda"][0] is mamba and status["triton"][0] is triton
     if not mamba:
         assert "mamba-ssm is not importable" in status["cuda"][1]
