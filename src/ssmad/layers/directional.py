@@ -10,7 +10,7 @@ their own input-dependent parameters, and sum the K outputs back at their positi
   two ways of running the K-direction scan: gather → one grouped :func:`ssmad.ssm.selective_scan` → merge
   (:meth:`~DirectionalSSM.forward_core`, the readable composition, any backend) and
   :func:`ssmad.ssm.directional_scan` on channels-last positions (:meth:`~DirectionalSSM.scan_positions`, fused
-  on the ``cpu`` backend).
+  forward and backward on the ``cpu`` backend, used for inference and training).
 * :class:`DirectionalLayer` adds the projections, the depthwise convolution, the gate and the output projection
   around it. A concrete layer says only what differs: its convolution (``conv2d`` on maps, ``conv1d`` on
   sequences), its scan orders and its gate (SiLU in SS2D, GELU in RSAL).
@@ -147,10 +147,9 @@ class DirectionalSSM(nn.Module):
     def use_fused(self, x: Tensor) -> bool:
         """Whether :meth:`scan_positions` can replace gather → :meth:`scan_sequences` → merge for input ``x``.
 
-        True when no gradient is wanted (inference) and the scan backend resolves to the compiled CPU kernel.
+        True when the scan backend resolves to the compiled CPU kernel, for inference and training alike (the fused
+        kernel has its own backward); other backends, dtypes and a missing compiler take the composition.
         """
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            return False
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         return fused_available(self.scan_backend, x.device, dtype)
 
@@ -158,7 +157,7 @@ class DirectionalSSM(nn.Module):
         """Scan channels-last positions in the K orders of ``index`` and sum the outputs at their positions.
 
         The same result as gathering the K sequences, :meth:`scan_sequences` and merging them back, computed by
-        :func:`ssmad.ssm.directional_scan` (one fused pass on the CPU kernel when no gradient is wanted). The
+        :func:`ssmad.ssm.directional_scan` (the fused CPU kernel, its own backward under autograd). The
         projections to ``[dts | B | C]`` are one matmul of ``x`` with the K stacked ``x_proj`` weights.
 
         Args:

@@ -26,7 +26,6 @@ from einops import rearrange
 from torch import Tensor
 
 from ..errors import MissingDependencyError
-from ._core import needs_grad
 from .interface import resolve_backend, selective_scan
 from .reference import compute_dtype
 
@@ -137,11 +136,9 @@ def directional_scan(
     """
     _check(x, xdbl, dt_weight, dt_bias, A, D, index)
     cdt = compute_dtype(x, xdbl, dt_weight, dt_bias, A, D)
-    grad = needs_grad(x, xdbl, dt_weight, dt_bias, A, D)
-    if grad or not fused_available(backend, x.device, cdt):
+    if not fused_available(backend, x.device, cdt):
         return directional_scan_ref(x, xdbl, dt_weight, dt_bias, A, D, index, backend=backend)
     from . import cpu
 
-    d_sum = None if D is None else D.to(cdt).sum(0)
-    args = (t.to(cdt) for t in (x, xdbl, dt_weight, dt_bias, A))
-    return cpu.directional_core(*args, d_sum, index)
+    x, xdbl, dt_weight, dt_bias, A = (t.to(cdt) for t in (x, xdbl, dt_weight, dt_bias, A))
+    return cpu.directional_core(x, xdbl, dt_weight, dt_bias, A, None if D is None else D.to(cdt), index)
