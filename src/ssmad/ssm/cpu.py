@@ -121,10 +121,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         bwd.argtypes = [p] * 15 + [i64] * 9
         bwd.restype = ctypes.c_int
         fused = getattr(lib, f"ssmad_fused_fwd_{suffix}")
-        fused.argtypes = [p] * 8 + [i64] * 11
+        fused.argtypes = [p] * 9 + [i64] * 11
         fused.restype = ctypes.c_int
         fused_bwd = getattr(lib, f"ssmad_fused_bwd_{suffix}")
-        fused_bwd.argtypes = [p] * 12 + [i64] * 12
+        fused_bwd.argtypes = [p] * 13 + [i64] * 12
         fused_bwd.restype = ctypes.c_int
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
 
@@ -259,10 +259,25 @@ def core(
     return y, (last if want_last else None)
 
 
+#: Steps per chunk of the fused kernel (``kFusedChunk`` in the C++ source): the training forward saves the state
+#: entering every chunk, the backward recomputes the states inside it.
+FUSED_CHUNK = 64
+
+
 def _directional_forward(
-    x: Tensor, xdbl: Tensor, dt_weight: Tensor, dt_bias: Tensor, A: Tensor, D_sum: Tensor | None, index: Tensor
+    x: Tensor,
+    xdbl: Tensor,
+    dt_weight: Tensor,
+    dt_bias: Tensor,
+    A: Tensor,
+    D_sum: Tensor | None,
+    index: Tensor,
+    ckpt: Tensor | None = None,
 ) -> Tensor:
-    """One call of the fused forward kernel on contiguous inputs (``xdbl``: any strides but a dense last axis)."""
+    """One call of the fused forward kernel on contiguous inputs (``xdbl``: any strides but a dense last axis).
+
+    With ``ckpt`` (:func:`_checkpoint_buffer`) the state entering every chunk is written there for the backward.
+    """
     lib = load_library()
     assert lib is not None
     batch, length, dim = x.shape
@@ -271,10 +286,17 @@ def _directional_forward(
     y = torch.empty_like(x)
     lanes = 4 if x.dtype == torch.float64 else 8
     fn = lib.ssmad_fused_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_fused_fwd_f32
-    ptrs = (x, xdbl, dt_weight, dt_bias, A, D_sum, index, y)
+    ptrs = (x, xdbl, dt_weight, dt_bias, A, D_sum, index, y, ckpt)
     sizes = (batch, length, dim, k, rank, dstate, xdbl.stride(0), xdbl.stride(2), xdbl.stride(1))
     _run_parallel(fn, batch * math.ceil(dim / lanes), (*map(_ptr, ptrs), *sizes), batch * length * dim * k * dstate)
     return y
+
+
+def _checkpoint_buffer(x: Tensor, k: int, dstate: int) -> Tensor:
+    """Room for the states entering every chunk: ``(batch, K, channel blocks, chunks, N, lanes)``, flat."""
+    batch, length, dim = x.shape
+    lanes = 4 if x.dtype == torch.float64 else 8
+    return x.new_empty(batch * k * math.ceil(dim / lanes) * math.ceil(length / FUSED_CHUNK) * dstate * lanes)
 
 
 def _prepare(
@@ -288,20 +310,21 @@ def _prepare(
 
 
 class _DirectionalScan(torch.autograd.Function):
-    """The direction-fused scan with the fused backward kernel: nothing but the inputs is saved."""
+    """The direction-fused scan with the fused backward kernel: it saves its inputs and one state per chunk."""
 
     @staticmethod
     def forward(ctx, x, xdbl, dt_weight, dt_bias, A, D, index):  # type: ignore[override]
         x, xdbl, dt_weight, dt_bias, A, D, index = _prepare(x, xdbl, dt_weight, dt_bias, A, D, index)
-        y = _directional_forward(x, xdbl, dt_weight, dt_bias, A, None if D is None else D.sum(0), index)
-        ctx.save_for_backward(x, xdbl, dt_weight, dt_bias, A, D, index)
+        ckpt = _checkpoint_buffer(x, dt_weight.shape[0], A.shape[-1])
+        y = _directional_forward(x, xdbl, dt_weight, dt_bias, A, None if D is None else D.sum(0), index, ckpt)
+        ctx.save_for_backward(x, xdbl, dt_weight, dt_bias, A, D, index, ckpt)
         return y
 
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
         lib = load_library()
         assert lib is not None
-        x, xdbl, dt_weight, dt_bias, A, D, index = ctx.saved_tensors
+        x, xdbl, dt_weight, dt_bias, A, D, index, ckpt = ctx.saved_tensors
         batch, length, dim = x.shape
         k, _, rank = dt_weight.shape
         dstate = A.shape[-1]
@@ -316,9 +339,9 @@ class _DirectionalScan(torch.autograd.Function):
         ddtb = x.new_empty(batch, k, dim)
         dA = x.new_empty(batch, k, dim, dstate)
         fn = lib.ssmad_fused_bwd_f64 if x.dtype == torch.float64 else lib.ssmad_fused_bwd_f32
-        ptrs = (x, xdbl, dt_weight, dt_bias, A, index, dy, dx, dxdbl, ddtw, ddtb, dA)
+        ptrs = (x, xdbl, dt_weight, dt_bias, A, index, ckpt, dy, dx, dxdbl, ddtw, ddtb, dA)
         sizes = (batch, length, dim, k, rank, dstate, xdbl.stride(0), xdbl.stride(2), xdbl.stride(1), splits)
-        updates = 3 * batch * length * dim * k * dstate
+        updates = 2 * batch * length * dim * k * dstate
         _run_parallel(fn, batch * splits, (*map(_ptr, ptrs), *sizes), updates)
         dD = None
         if D is not None and ctx.needs_input_grad[5]:
@@ -337,8 +360,9 @@ def directional_core(
 ) -> Tensor:
     """Direction-fused scan on the compiled kernel (contract in :mod:`ssmad.ssm.directional`), differentiable.
 
-    Without autograd it is one forward kernel call; with it, the forward saves only its inputs and the backward
-    kernel recomputes the states chunk by chunk (see ``fused_bwd_item`` in the C++ source).
+    Without autograd it is one forward kernel call; with it, the forward also saves the state entering every chunk
+    of :data:`FUSED_CHUNK` steps (``batch · K · D · L · N / 64`` numbers) and the backward kernel recomputes the
+    states inside each chunk from there (see ``fused_bwd_item`` in the C++ source).
     """
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, xdbl, dt_weight, dt_bias, A, D)):
         return cast(Tensor, _DirectionalScan.apply(x, xdbl, dt_weight, dt_bias, A, D, index))

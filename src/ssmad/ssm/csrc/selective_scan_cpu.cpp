@@ -411,8 +411,8 @@ void backward_range(const Dims& dm, int64_t S, const T* u, const T* dt, const T*
 //   y[p] = sum_k ssm_k(p) + (sum_k D_k) x[p]
 //
 // Gathering the K orders, the step-size projection, softplus, the scan and the merge happen in one pass, so none
-// of the (batch, K, D, L) tensors of the unfused path exist. No state is saved: the backward (fused_bwd_item, below)
-// recomputes what it needs. Layouts, all contiguous:
+// of the (batch, K, D, L) tensors of the unfused path exist. For training (ckpt not null) the state entering every
+// chunk of kFusedChunk steps is saved for the backward (fused_bwd_item, below), which recomputes the rest. Layouts, all contiguous:
 //   x, y   : (batch, L, D)        channels last, positions in raster order
 //   xdbl   : (batch, L, K, E)     E = R + 2N; for direction k at position p: [dts (R) | B (N) | C (N)];
 //                                 any strides for the first three axes (e.g. a (batch, K, L, E) tensor's)
@@ -429,7 +429,7 @@ struct FusedDims {
 
 template <typename T, int NS>
 void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,
-                const T* Dsum, const int64_t* index, T* y, int64_t item) {
+                const T* Dsum, const int64_t* index, T* y, T* ckpt, int64_t item) {
   typedef typename VecTraits<T>::V V;
   constexpr int W = VecTraits<T>::W;
   const int64_t N = NS ? NS : fd.N, L = fd.L, Dm = fd.D, K = fd.K, R = fd.R, E = R + 2 * N;
@@ -464,8 +464,12 @@ void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, co
     }
     const int64_t* order = index + k * L;
     const T* base = xdbl + b * fd.sb + k * fd.sk;
+    V* saved = ckpt ? reinterpret_cast<V*>(ckpt) + ((b * K + k) * nblk + blk) * ((L + kFusedChunk - 1) / kFusedChunk) * N
+                    : nullptr;
     for (int64_t t0 = 0; t0 < L; t0 += kFusedChunk) {
       const int64_t tl = std::min<int64_t>(kFusedChunk, L - t0);
+      if (saved)  // training: the state entering this chunk, for the backward
+        for (int64_t n = 0; n < N; ++n) saved[(t0 / kFusedChunk) * N + n] = h[n];
       // Pass 1, steps independent of each other: fetch the rows, step sizes (projection + softplus) and dt*u.
       // Done apart from the recurrence so that these long dependency chains overlap across steps instead of
       // stalling every step of pass 2.
@@ -513,12 +517,12 @@ void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, co
 
 template <typename T>
 void fused_range(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,
-                 const T* Dsum, const int64_t* index, T* y, int64_t i0, int64_t i1) {
+                 const T* Dsum, const int64_t* index, T* y, T* ckpt, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) {
     if (fd.N == 16)
-      fused_item<T, 16>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i);
+      fused_item<T, 16>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, ckpt, i);
     else
-      fused_item<T, 0>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i);
+      fused_item<T, 0>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, ckpt, i);
   }
 }
 
@@ -535,9 +539,9 @@ void fused_range(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, c
 //   ds_t = sigmoid(s_t) (<g_t, A exp(dt_t A) h_{t-1}> + u_t <g_t, B_t>),  ddtb += ds_t,  ddtw += ds_t dts_t,
 //   ddts_t += dtw^T ds_t
 // where B_t, C_t, dts_t are the direction's row at position p_t = index[k][t] and sums over channels (dB, dC,
-// ddts) are taken across the item's channel blocks. Nothing is saved by the forward: a first pass over the
-// direction keeps its state at the start of every chunk of kFusedChunk steps; the reverse pass recomputes the
-// states inside each chunk from there. item = (b, split s) where the channel blocks are cut into S splits.
+// ddts) are taken across the item's channel blocks. The forward saved the state entering every chunk of
+// kFusedChunk steps (ckpt: (batch, K, channel block, chunk, N) vectors of W lanes); the reverse pass recomputes
+// the states inside each chunk from there. item = (b, split s) where the channel blocks are cut into S splits.
 
 template <typename V, typename T>
 inline V load_lanes(const T* src, int nl) {
@@ -564,8 +568,8 @@ inline vd vsigmoid(vd s) {
 
 template <typename T, int NS>
 void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, const T* dtw, const T* dtb,
-                    const T* A, const int64_t* index, const T* dy, T* dx, T* dxdbl_part, T* ddtw_part,
-                    T* ddtb_part, T* dA_part, int64_t item) {
+                    const T* A, const int64_t* index, const T* ckpt, const T* dy, T* dx, T* dxdbl_part,
+                    T* ddtw_part, T* ddtb_part, T* dA_part, int64_t item) {
   typedef typename VecTraits<T>::V V;
   constexpr int W = VecTraits<T>::W;
   const int64_t N = NS ? NS : fd.N, L = fd.L, Dm = fd.D, K = fd.K, R = fd.R, E = R + 2 * N;
@@ -578,7 +582,7 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
   T* dxb = dx + b * L * Dm;
   T* part = dxdbl_part + (s * fd.batch + b) * L * K * E;
 
-  std::vector<V> Av(nb * N), A2v(nb * N), Wv(nb * R), bias(nb), carry(nb * N), ckpt(nb * nch * N);
+  std::vector<V> Av(nb * N), A2v(nb * N), Wv(nb * R), bias(nb), carry(nb * N);
   std::vector<V> dAacc(nb * N), dWacc(nb * R), dbacc(nb);
   std::vector<V> ub(TT), dtv_(TT), sigb(TT), dyv_(TT), hbuf(TT * N), abuf(TT * N), hstart(N), g(N);
   std::vector<V> dBacc(TT * N), dCacc(TT * N), dRacc(TT * R);
@@ -607,30 +611,7 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
       }
     }
 
-    // Pass 1: the state at the start of every chunk, block by block (states in registers).
-    for (int64_t kb = 0; kb < nb; ++kb) {
-      const int nl = nls[kb];
-      const int64_t d0 = (k0 + kb) * W;
-      const V* A2 = &A2v[kb * N];
-      const V* Wr = &Wv[kb * R];
-      StateBuf<V, NS> hb(N);
-      V* h = hb.data();
-      for (int64_t n = 0; n < N; ++n) h[n] = V{};
-      for (int64_t t = 0; t < L; ++t) {
-        if (t % TT == 0)
-          for (int64_t n = 0; n < N; ++n) ckpt[(kb * nch + t / TT) * N + n] = h[n];
-        const int64_t p = order[t];
-        const T* row = base + p * fd.sl;
-        V sv = bias[kb];
-        for (int64_t r = 0; r < R; ++r) sv += Wr[r] * row[r];
-        const V dtv = vsoftplus(sv), duv = dtv * load_lanes<V, T>(xb + p * Dm + d0, nl);
-        const T* bt = row + R;
-#pragma GCC unroll 16
-        for (int64_t n = 0; n < N; ++n) h[n] = vexp2(dtv * A2[n]) * h[n] + duv * bt[n];
-      }
-    }
-
-    // Pass 2, chunks from last to first: recompute the chunk's states, then run the adjoint backwards.
+    // Chunks from last to first: recompute the chunk's states, then run the adjoint backwards.
     for (int64_t c = nch - 1; c >= 0; --c) {
       const int64_t t0 = c * TT, tl = std::min(TT, L - t0);
       for (int64_t j = 0; j < tl; ++j) {
@@ -645,7 +626,8 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
         const V* Ak = &Av[kb * N];
         const V* A2 = &A2v[kb * N];
         const V* Wr = &Wv[kb * R];
-        for (int64_t n = 0; n < N; ++n) hstart[n] = ckpt[(kb * nch + c) * N + n], g[n] = hstart[n];
+        const V* saved = reinterpret_cast<const V*>(ckpt) + (((b * K + k) * nblk + k0 + kb) * nch + c) * N;
+        for (int64_t n = 0; n < N; ++n) hstart[n] = saved[n], g[n] = hstart[n];
         for (int64_t j = 0; j < tl; ++j) {
           const T* row = rows[j];
           V sv = bias[kb];
@@ -726,13 +708,13 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
 
 template <typename T>
 void fused_bwd_range(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, const T* dtw, const T* dtb,
-                     const T* A, const int64_t* index, const T* dy, T* dx, T* dxdbl_part, T* ddtw_part,
-                     T* ddtb_part, T* dA_part, int64_t i0, int64_t i1) {
+                     const T* A, const int64_t* index, const T* ckpt, const T* dy, T* dx, T* dxdbl_part,
+                     T* ddtw_part, T* ddtb_part, T* dA_part, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) {
     if (fd.N == 16)
-      fused_bwd_item<T, 16>(fd, S, x, xdbl, dtw, dtb, A, index, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
+      fused_bwd_item<T, 16>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
     else
-      fused_bwd_item<T, 0>(fd, S, x, xdbl, dtw, dtb, A, index, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
+      fused_bwd_item<T, 0>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
   }
 }
 
@@ -765,22 +747,25 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
     return 0;                                                                                                         \
   }                                                                                                                   \
   SSMAD_EXPORT int ssmad_fused_fwd_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,        \
-                                            const T* Dsum, const int64_t* index, T* y, int64_t batch, int64_t L,      \
+                                            const T* Dsum, const int64_t* index, T* y, T* ckpt, int64_t batch,        \
+                                            int64_t L,                                                                \
                                             int64_t D, int64_t K, int64_t R, int64_t N, int64_t sb, int64_t sk,       \
                                             int64_t sl, int64_t i0, int64_t i1) {                                     \
     DenormalGuard guard;                                                                                              \
     FusedDims fd{batch, L, D, K, R, N, sb, sk, sl};                                                                   \
-    fused_range<T>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i0, i1);                                                 \
+    fused_range<T>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, ckpt, i0, i1);                                           \
     return 0;                                                                                                         \
   } \
   SSMAD_EXPORT int ssmad_fused_bwd_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,        \
-                                            const int64_t* index, const T* dy, T* dx, T* dxdbl_part, T* ddtw_part,  \
+                                            const int64_t* index, const T* ckpt, const T* dy, T* dx,                  \
+                                            T* dxdbl_part, T* ddtw_part,                                              \
                                             T* ddtb_part, T* dA_part, int64_t batch, int64_t L, int64_t D, int64_t K,  \
                                             int64_t R, int64_t N, int64_t sb, int64_t sk, int64_t sl, int64_t S,     \
                                             int64_t i0, int64_t i1) {                                                 \
     DenormalGuard guard;                                                                                              \
     FusedDims fd{batch, L, D, K, R, N, sb, sk, sl};                                                                   \
-    fused_bwd_range<T>(fd, S, x, xdbl, dtw, dtb, A, index, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i0, i1); \
+    fused_bwd_range<T>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i0,  \
+                       i1);                                                                                          \
     return 0;                                                                                                         \
   }
 
