@@ -165,6 +165,36 @@ inline V state_step(V* __restrict h, const V* __restrict A2, V dtv, V duv, const
   return y0 + y1;
 }
 
+// One recomputed forward step, kept for the reverse pass: a[n] = 2^(dt A2[n]), h[n] <- a[n] h[n] + (dt u) B[n],
+// both stored (hs, as) for this step.
+template <typename V, typename T>
+inline void recompute_step(V* __restrict h, const V* A2, V dtv, V duv, const T* bt, V* hs, V* as, int64_t N) {
+  for (int64_t n = 0; n < N; ++n) {
+    const V a = vexp2(dtv * A2[n]);
+    h[n] = a * h[n] + duv * bt[n];
+    hs[n] = h[n];
+    as[n] = a;
+  }
+}
+
+// One step of the reverse (adjoint) recurrence for a block of channels, shared by both backwards: with
+// gn = g[n] + dy C[n] (dL/dh_t), accumulate dA[n] += gn a[n] h_{t-1}[n] dt, dB[n] += gn dt u, dC[n] += dy h_t[n],
+// gB = <gn, B> and dd = <gn a h_{t-1}, A>, and carry g[n] <- gn a[n] to step t-1.
+template <typename V, typename T>
+inline void adjoint_step(V* __restrict g, const V* a, const V* h, const V* hp, const V* Ak, const T* bt, const T* ct,
+                         V dyv, V dtv, V duv, V* dA, V* dB, V* dC, V& gB, V& dd, int64_t N) {
+  for (int64_t n = 0; n < N; ++n) {
+    const V gn = g[n] + dyv * ct[n];
+    const V q = gn * a[n] * hp[n];
+    dd += q * Ak[n];
+    dA[n] += q * dtv;
+    gB += gn * bt[n];
+    dB[n] += gn * duv;
+    dC[n] += dyv * h[n];
+    g[n] = gn * a[n];
+  }
+}
+
 // Flush denormals to zero (and read them as zero) for the duration of a kernel call, restoring the caller's mode.
 // Decaying states underflow into the denormal range in long sequences, where x86 arithmetic on them is ~100x
 // slower; values below 1e-38 make no difference to any output.
@@ -317,15 +347,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
       for (int64_t n = 0; n < N; ++n) g_[n] = hstart[n];
       for (int64_t t = 0; t < tl; ++t) {
         const V dtv = dtb[t], duv = dtv * ub[t];
-        const T* bt = &Bt[t * N];
-        V* hb = &hbuf[t * N];
-        V* ab = &abuf[t * N];
-        for (int64_t n = 0; n < N; ++n) {
-          const V a = vexp2(dtv * A2k[n]);
-          g_[n] = a * g_[n] + duv * bt[n];
-          hb[n] = g_[n];
-          ab[n] = a;
-        }
+        recompute_step<V, T>(g_.data(), A2k, dtv, duv, &Bt[t * N], &hbuf[t * N], &abuf[t * N], N);
       }
 
       // Reverse pass: g_t = C_t dy_t + a_{t+1} g_{t+1} (the a_{t+1} factor is applied at the end of step t+1).
@@ -343,16 +365,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
         V* dBt = &dBacc[t * N];
         V* dCt = &dCacc[t * N];
         V gB = V{}, dd = V{};
-        for (int64_t n = 0; n < N; ++n) {
-          const V gn = g_[n] + dyv * ct[n];
-          const V q = gn * ab[n] * hp[n];
-          dd += q * Ak[n];
-          dAk[n] += q * dtv;
-          gB += gn * bt[n];
-          dBt[n] += gn * duv;
-          dCt[n] += dyv * hb[n];
-          g_[n] = gn * ab[n];
-        }
+        adjoint_step<V, T>(g_.data(), ab, hb, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBt, dCt, gB, dd, N);
         dub[t] = gB * dtv + Dv[kb] * dyv;
         ddtb[t] = dd + gB * uv;
         dD += dyv * uv;
@@ -635,15 +648,7 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
           const V dtv = vsoftplus(sv), uv = load_lanes<V, T>(xb + pos[j] * Dm + d0, nl), duv = dtv * uv;
           dtv_[j] = dtv, ub[j] = uv, sigb[j] = vsigmoid(sv);
           dyv_[j] = load_lanes<V, T>(dyb + pos[j] * Dm + d0, nl);
-          const T* bt = row + R;
-          V* hj = &hbuf[j * N];
-          V* aj = &abuf[j * N];
-          for (int64_t n = 0; n < N; ++n) {
-            const V a = vexp2(dtv * A2[n]);
-            g[n] = a * g[n] + duv * bt[n];
-            hj[n] = g[n];
-            aj[n] = a;
-          }
+          recompute_step<V, T>(g.data(), A2, dtv, duv, row + R, &hbuf[j * N], &abuf[j * N], N);
         }
         V* gk = &carry[kb * N];
         for (int64_t n = 0; n < N; ++n) g[n] = gk[n];
@@ -661,16 +666,7 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
           V* dBj = &dBacc[j * N];
           V* dCj = &dCacc[j * N];
           V gB = V{}, dd = V{};
-          for (int64_t n = 0; n < N; ++n) {
-            const V gn = g[n] + dyv * ct[n];
-            const V q = gn * aj[n] * hp[n];
-            dd += q * Ak[n];
-            dAk[n] += q * dtv;
-            gB += gn * bt[n];
-            dBj[n] += gn * duv;
-            dCj[n] += dyv * hj[n];
-            g[n] = gn * aj[n];
-          }
+          adjoint_step<V, T>(g.data(), aj, hj, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBj, dCj, gB, dd, N);
           add_lanes<V, T>(dxb + pos[j] * Dm + d0, gB * dtv, nl);
           const V ds = (dd + gB * uv) * sigb[j];
           db += ds;
