@@ -1,4 +1,4 @@
-"""Multi-direction selective scan over one set of positions (the core of SS2D and RSAL), fused for inference.
+"""Multi-direction selective scan over one set of positions (the core of SS2D and RSAL), fused on the CPU.
 
 K directions visit the same L positions in different orders: direction ``k`` visits position ``index[k, t]`` at
 step ``t``. Each direction has its own step-size projection, ``A`` and ``D``; their outputs are summed back at the
@@ -14,9 +14,11 @@ Inputs are channels last, which is what the layers produce anyway: ``x`` ``(batc
 stacked ``x_proj`` weights gives it in raster order, with no gathered copy of ``x``).
 
 :func:`directional_scan_ref` is the readable composition of gather → :func:`ssmad.ssm.selective_scan` → scatter,
-and is what runs whenever gradients are wanted. Without autograd on the ``cpu`` backend, :func:`directional_scan`
-runs the compiled kernel instead, which does the gathers, the projection to step sizes, softplus, the K scans and
-the merge in one pass without the ``(batch, K, D, L)`` temporaries of the composition.
+the oracle of the fused kernel in both directions, and what runs on the other backends. On the ``cpu`` backend
+:func:`directional_scan` runs the compiled kernel instead, which does the gathers, the projection to step sizes,
+softplus, the K scans and the merge in one pass without the ``(batch, K, D, L)`` temporaries of the composition;
+under autograd it also keeps the state entering every 64-step chunk, and its backward kernel recomputes the states
+chunk by chunk to produce the gradients of ``x``, ``xdbl``, ``dt_weight``, ``dt_bias``, ``A`` and ``D``.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def directional_scan_ref(
 
 
 def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype) -> bool:
-    """Whether :func:`directional_scan` runs the fused kernel for these settings (when no gradient is wanted)."""
+    """Whether :func:`directional_scan` runs the fused kernel (forward and backward) for these settings."""
     if dtype not in (torch.float32, torch.float64):
         return False
     try:
@@ -128,7 +130,7 @@ def directional_scan(
         index: ``index[k, t]`` = position visited at step ``t`` of direction ``k``, shape ``(K, L)``; each row a
             permutation of ``0 .. L-1``.
         backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``). The fused kernel
-            runs when it resolves to ``cpu``, inputs are float32/float64 and no gradient is wanted; otherwise the
+            runs when it resolves to ``cpu`` and inputs are float32/float64 (with or without gradients); otherwise the
             composition :func:`directional_scan_ref` runs on that backend.
 
     Returns:
