@@ -7,7 +7,9 @@ machine's load touches all of them alike:
 * **inference**: ``model(images)`` (encoder + decoder features, no grad, eval mode), seconds per batch and images/s;
   the encoder alone is timed the same way;
 * **training step**: forward, the model's own loss, ``backward`` and one AdamW step on the trainable parameters
-  (train mode, the frozen encoder stays in eval mode);
+  (train mode, the frozen encoder stays in eval mode). The encoder alone is timed in the same rounds (its forward
+  is all a training step spends on it: it is frozen and runs without autograd), and every model's step is divided by
+  RD4AD's step of the same round (paired ratios);
 * **FLOPs** of one forward: :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, 2 FLOPs
   per multiply-add) plus ``9 · batch · D · L · N`` for every selective-scan call, which the counter cannot see (our
   scans are compiled kernels). The scan calls are recorded while counting by :func:`record_scans`;
@@ -194,6 +196,17 @@ class BenchReport:
     encoder_s: float
     encoder_times: list[float]
     models: list[ModelFigures]
+    encoder_train_times: list[float] = field(default_factory=list)
+
+    def train_ratio(self, m: ModelFigures, baseline: str = "rd4ad") -> tuple[float, list[float]] | None:
+        """Model ``m``'s training step over ``baseline``'s: the ratio of the minima and the ratio of every round.
+
+        None when either was not measured.
+        """
+        base = next((b.train_times for b in self.models if b.name == baseline), [])
+        if not base or not m.train_times:
+            return None
+        return min(m.train_times) / min(base), [t / u for t, u in zip(m.train_times, base, strict=False)]
 
     def ratio(self, m: ModelFigures) -> float:
         """Efficiency ratio of model ``m`` (see the module docstring)."""
@@ -314,7 +327,8 @@ def run_mambaad_benchmark(
     train: dict[str, list[float]] = {name: [] for name in nets}
     if train_repeats:
         logger.info("timing training steps (%d rounds after a warm-up)", train_repeats)
-        train = _timed_rounds([(name, _train_step(net, batch)) for name, net in nets.items()], images, train_repeats)
+        steps = [("encoder", encoder_call)] + [(name, _train_step(net, batch)) for name, net in nets.items()]
+        train = _timed_rounds(steps, images, train_repeats)
 
     figures = []
     for j, (name, net) in enumerate(nets.items()):
@@ -350,6 +364,7 @@ def run_mambaad_benchmark(
         encoder_s=min(infer["encoder"]),
         encoder_times=infer["encoder"],
         models=figures,
+        encoder_train_times=train.get("encoder", []),
     )
     print(format_report(report))
     if json_path is not None:
@@ -403,6 +418,20 @@ def format_report(report: BenchReport) -> str:
             + f"; efficiency ratio of each round against the encoder call just before it [{paired}]"
         )
     lines.append("encoder: inference rounds [" + ", ".join(f"{t:.2f}" for t in r.encoder_times) + "] s")
+    if r.encoder_train_times:
+        enc = min(r.encoder_train_times)
+        times = ", ".join(f"{t:.2f}" for t in r.encoder_train_times)
+        lines.append(f"training step, same rounds: encoder alone (frozen, no autograd) {enc:.3f} s / batch [{times}]")
+        for m in r.models:
+            if m.train_s is None:
+                continue
+            versus = r.train_ratio(m) if m.name != "rd4ad" else None
+            paired = "" if versus is None else ", ".join(f"{q:.2f}" for q in versus[1])
+            lines.append(
+                f"training step {m.name}: {m.train_s:.3f} s = {m.train_s / enc:.2f}× the encoder alone, "
+                f"{m.train_s - enc:.3f} s beyond it"
+                + ("" if versus is None else f"; {versus[0]:.2f}× rd4ad's (paired rounds [{paired}])")
+            )
     return "\n".join(lines)
 
 
@@ -410,6 +439,9 @@ def _write_json(report: BenchReport, path: Path) -> None:
     payload = asdict(report)
     payload["efficiency_ratio"] = {m.name: report.ratio(m) for m in report.models}
     payload["flops_total"] = {m.name: m.flops.total for m in report.models} | {"encoder": report.encoder_flops.total}
+    payload["train_ratio_vs_rd4ad"] = {
+        m.name: ratio[0] for m in report.models if (ratio := report.train_ratio(m)) is not None
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

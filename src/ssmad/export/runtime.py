@@ -481,6 +481,7 @@ def predict_onnx(
         "model": det.model_name,
         "threshold": _finite(det.threshold_),
         "pixel_threshold": _finite(det.pixel_threshold_),
+        "map_resolution": "input",
         "n_images": len(rows),
         "n_anomalous": sum(r["pred_label"] for r in rows),
         "images": rows,

@@ -8,7 +8,8 @@ RSAL ("Regional Spectral Attribute Learning") is SS2D reduced to one dimension a
                            └─ z ────────────────────────────────────────────────────────────── GELU ────── × ─ out_proj
 
 Both directions have their own ``x_proj`` / ``dt_proj`` / ``A_log`` / ``D`` and run in one grouped selective
-scan (:class:`ssmad.layers.ss2d.DirectionalSSM`); the gate is GELU (not SiLU as in SS2D).
+scan (the core shared with SS2D, :class:`ssmad.layers.directional.DirectionalLayer`); the gate is GELU (not SiLU
+as in SS2D).
 
 Convolution: the official code runs a ``d_conv × d_conv`` depthwise ``Conv2d`` with padding ``(d_conv - 1) / 2``
 on the ``N_r × 1`` map, where every column of the kernel except the middle one only meets zero padding. Here it is
@@ -26,7 +27,7 @@ regions (any ``L >= 1``), batch first, channels last.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +35,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import InputError
+from .directional import DirectionalLayer
 from .droppath import DropPath
-from .ss2d import DirectionalSSM, _check_odd_kernel, resolve_dt_rank
 
 __all__ = ["RSAL", "PatchEmbed", "RSALBlock", "RSALNetwork"]
 
@@ -48,123 +49,54 @@ def _check_sequence(x: Tensor, channels: int, who: str) -> None:
         )
 
 
-class RSAL(DirectionalSSM):
-    """Bidirectional selective SSM on sequences (ACMamba's ``RSAL``).
+class RSAL(DirectionalLayer):
+    """Bidirectional selective SSM on sequences (ACMamba's ``RSAL``): K = 2 orders, forwards and backwards.
 
     Args:
         d_model: Input/output channels C.
-        d_state: State size N.
-        d_conv: Taps of the depthwise convolution along the sequence (odd).
-        expand: ``d_inner = expand · d_model``.
-        dt_rank: ``"auto"`` (``ceil(d_model / 16)``) or an integer.
-        dt_min: Smallest initial step size.
-        dt_max: Largest initial step size.
-        dt_init: ``"random"`` or ``"constant"`` step-projection weights.
-        dt_scale: Scale of the step-projection weights.
-        dt_init_floor: Lower clamp of the initial step sizes.
-        dropout: Dropout on the output.
-        conv_bias: Bias in the depthwise convolution.
-        bias: Bias in ``in_proj`` and ``out_proj``.
-        scan_backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``).
         directions: 2 = forward and reversed scans (ACMamba), 1 = the forward scan only (an ablation); each
             direction has its own SSM parameters.
+        **kwargs: The rest of :class:`~ssmad.layers.directional.DirectionalLayer`'s arguments: ``d_state`` (16),
+            ``d_conv`` (3 taps along the sequence, odd), ``expand`` (2), ``dt_rank`` (``"auto"``), ``dt_min``,
+            ``dt_max``, ``dt_init``, ``dt_scale``, ``dt_init_floor``, ``dropout`` (0), ``conv_bias`` (True),
+            ``bias`` (False) and ``scan_backend`` (``"auto"``).
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        d_state: int = 16,
-        d_conv: int = 3,
-        expand: float = 2,
-        dt_rank: int | str = "auto",
-        dt_min: float = 0.001,
-        dt_max: float = 0.1,
-        dt_init: str = "random",
-        dt_scale: float = 1.0,
-        dt_init_floor: float = 1e-4,
-        dropout: float = 0.0,
-        conv_bias: bool = True,
-        bias: bool = False,
-        scan_backend: str = "auto",
-        directions: int = 2,
-    ) -> None:
+    gate = staticmethod(F.gelu)
+
+    def __init__(self, d_model: int, *, directions: int = 2, **kwargs: Any) -> None:
         if directions not in (1, 2):
             raise ValueError(f"RSAL scans in 1 or 2 directions, got directions={directions!r}")
-        d_inner = int(expand * d_model)
-        super().__init__(
-            d_inner,
-            directions,
-            d_state=d_state,
-            dt_rank=resolve_dt_rank(dt_rank, d_model),
-            dt_min=dt_min,
-            dt_max=dt_max,
-            dt_init=dt_init,
-            dt_scale=dt_scale,
-            dt_init_floor=dt_init_floor,
-            scan_backend=scan_backend,
-        )
-        self.d_model = d_model
-        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)
+        super().__init__(d_model, directions, **kwargs)
+
+    def build_conv(self, d_inner: int, d_conv: int, conv_bias: bool) -> None:
+        """``conv1d``: ``d_conv`` depthwise taps along the sequence, drawn as the official 2-D kernel's default."""
         self.conv1d = nn.Conv1d(
-            d_inner,
-            d_inner,
-            kernel_size=_check_odd_kernel(d_conv),
-            padding=(d_conv - 1) // 2,
-            groups=d_inner,
-            bias=conv_bias,
+            d_inner, d_inner, kernel_size=d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias
         )
         with torch.no_grad():
             bound = 1.0 / d_conv  # default init of the official d_conv × d_conv kernel (fan-in d_conv²)
             self.conv1d.weight.uniform_(-bound, bound)
             if self.conv1d.bias is not None:
                 self.conv1d.bias.uniform_(-bound, bound)
-        self.act = nn.SiLU()
-        self.out_norm = nn.LayerNorm(d_inner)
-        self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward_core(self, x: Tensor) -> Tensor:
-        """Scan forwards and backwards and add the two outputs (both in forward order).
+    def conv(self, x: Tensor) -> Tensor:
+        """``(batch, L, d_inner)`` → ``(batch, d_inner, L)``."""
+        return cast(Tensor, self.conv1d(rearrange(x, "b l d -> b d l")))
 
-        Args:
-            x: Sequence after the convolution and SiLU, shape ``(batch, d_inner, L)``.
+    def build_tables(self, size: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+        """Forwards and backwards, ``[0 … L-1, L-1 … 0]``, its own inverse (only the first row with one direction)."""
+        forward = torch.arange(size[0], device=device)
+        index = torch.stack([forward, forward.flip(0)][: self.num_sequences])
+        return index, index
 
-        Returns:
-            ``y_fwd + flip(y_bwd)`` (``y_fwd`` alone with one direction), float32, shape ``(batch, d_inner, L)``.
-        """
-        if self.num_sequences == 1:
-            return self.scan_sequences(x.unsqueeze(1))[:, 0]
-        ys = self.scan_sequences(torch.stack([x, x.flip(-1)], dim=1))
-        return ys[:, 0] + ys[:, 1].flip(-1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the layer.
-
-        Args:
-            x: Region sequences, shape ``(batch, L, d_model)``.
-
-        Returns:
-            Shape ``(batch, L, d_model)``.
-        """
+    def check_input(self, x: Tensor) -> None:
+        """Region sequences ``(batch, L, d_model)``."""
         _check_sequence(x, self.d_model, "RSAL")
-        x, z = self.in_proj(x).chunk(2, dim=-1)
-        x = self.act(self.conv1d(rearrange(x, "b l d -> b d l")))
-        if self.use_fused(x):  # inference on the CPU kernel: both directions in one pass, no flipped copies
-            length = x.shape[-1]
-            forward = torch.arange(length, device=x.device)
-            orders = [forward, forward.flip(0)][: self.num_sequences]
-            y = self.scan_positions(rearrange(x, "b d l -> b l d"), torch.stack(orders))
-        else:
-            y = rearrange(self.forward_core(x), "b d l -> b l d")
-        y = self.out_norm(y) * F.gelu(z)
-        return self.dropout(self.out_proj(y))
 
-    def extra_repr(self) -> str:
-        """Hyper-parameters shown by ``print(module)``."""
-        return (
-            f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, "
-            f"directions={self.num_sequences}, scan_backend={self.scan_backend!r}"
-        )
+    def describe_scan(self) -> str:
+        """The number of scan directions, for :meth:`extra_repr`."""
+        return f"directions={self.num_sequences}, "
 
 
 class RSALBlock(nn.Module):

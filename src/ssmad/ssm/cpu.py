@@ -30,6 +30,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
 #: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
 CHUNK = 64
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=fast"]
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -120,8 +121,11 @@ def _declare(lib: ctypes.CDLL) -> None:
         bwd.argtypes = [p] * 15 + [i64] * 9
         bwd.restype = ctypes.c_int
         fused = getattr(lib, f"ssmad_fused_fwd_{suffix}")
-        fused.argtypes = [p] * 8 + [i64] * 11
+        fused.argtypes = [p] * 9 + [i64] * 11
         fused.restype = ctypes.c_int
+        fused_bwd = getattr(lib, f"ssmad_fused_bwd_{suffix}")
+        fused_bwd.argtypes = [p] * 13 + [i64] * 12
+        fused_bwd.restype = ctypes.c_int
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
 
 
@@ -255,27 +259,112 @@ def core(
     return y, (last if want_last else None)
 
 
-def directional_core(
-    x: Tensor, xdbl: Tensor, dt_weight: Tensor, dt_bias: Tensor, A: Tensor, D_sum: Tensor | None, index: Tensor
-) -> Tensor:
-    """Direction-fused inference scan on the compiled kernel (contract in :mod:`ssmad.ssm.directional`).
+#: Steps per chunk of the fused kernel (``kFusedChunk`` in the C++ source): the training forward saves the state
+#: entering every chunk, the backward recomputes the states inside it.
+FUSED_CHUNK = 64
 
-    No autograd graph is recorded: callers use it only when no gradient is wanted.
+
+def _directional_forward(
+    x: Tensor,
+    xdbl: Tensor,
+    dt_weight: Tensor,
+    dt_bias: Tensor,
+    A: Tensor,
+    D_sum: Tensor | None,
+    index: Tensor,
+    ckpt: Tensor | None = None,
+) -> Tensor:
+    """One call of the fused forward kernel on contiguous inputs (``xdbl``: any strides but a dense last axis).
+
+    With ``ckpt`` (:func:`_checkpoint_buffer`) the state entering every chunk is written there for the backward.
     """
     lib = load_library()
     assert lib is not None
     batch, length, dim = x.shape
     k, _, rank = dt_weight.shape
     dstate = A.shape[-1]
-    x, dt_weight, dt_bias, A = (t.contiguous() for t in (x, dt_weight, dt_bias, A))
-    if xdbl.stride(-1) != 1:  # any layout of the first three axes works; each [dts | B | C] row must be dense
-        xdbl = xdbl.contiguous()
-    D_sum = None if D_sum is None else D_sum.contiguous()
-    index = index.to(torch.int64).contiguous()
     y = torch.empty_like(x)
     lanes = 4 if x.dtype == torch.float64 else 8
     fn = lib.ssmad_fused_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_fused_fwd_f32
-    ptrs = (x, xdbl, dt_weight, dt_bias, A, D_sum, index, y)
+    ptrs = (x, xdbl, dt_weight, dt_bias, A, D_sum, index, y, ckpt)
     sizes = (batch, length, dim, k, rank, dstate, xdbl.stride(0), xdbl.stride(2), xdbl.stride(1))
     _run_parallel(fn, batch * math.ceil(dim / lanes), (*map(_ptr, ptrs), *sizes), batch * length * dim * k * dstate)
     return y
+
+
+def _checkpoint_buffer(x: Tensor, k: int, dstate: int) -> Tensor:
+    """Room for the states entering every chunk: ``(batch, K, channel blocks, chunks, N, lanes)``, flat."""
+    batch, length, dim = x.shape
+    lanes = 4 if x.dtype == torch.float64 else 8
+    return x.new_empty(batch * k * math.ceil(dim / lanes) * math.ceil(length / FUSED_CHUNK) * dstate * lanes)
+
+
+def _prepare(
+    x: Tensor, xdbl: Tensor, dt_weight: Tensor, dt_bias: Tensor, A: Tensor, D: Tensor | None, index: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor]:
+    x, dt_weight, dt_bias, A = (t.contiguous() for t in (x, dt_weight, dt_bias, A))
+    if xdbl.stride(-1) != 1:  # any layout of the first three axes works; each [dts | B | C] row must be dense
+        xdbl = xdbl.contiguous()
+    D = None if D is None else D.contiguous()
+    return x, xdbl, dt_weight, dt_bias, A, D, index.to(torch.int64).contiguous()
+
+
+class _DirectionalScan(torch.autograd.Function):
+    """The direction-fused scan with the fused backward kernel: it saves its inputs and one state per chunk."""
+
+    @staticmethod
+    def forward(ctx, x, xdbl, dt_weight, dt_bias, A, D, index):  # type: ignore[override]
+        x, xdbl, dt_weight, dt_bias, A, D, index = _prepare(x, xdbl, dt_weight, dt_bias, A, D, index)
+        ckpt = _checkpoint_buffer(x, dt_weight.shape[0], A.shape[-1])
+        y = _directional_forward(x, xdbl, dt_weight, dt_bias, A, None if D is None else D.sum(0), index, ckpt)
+        ctx.save_for_backward(x, xdbl, dt_weight, dt_bias, A, D, index, ckpt)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        x, xdbl, dt_weight, dt_bias, A, D, index, ckpt = ctx.saved_tensors
+        batch, length, dim = x.shape
+        k, _, rank = dt_weight.shape
+        dstate = A.shape[-1]
+        dy = dy.contiguous()
+        lanes = 4 if x.dtype == torch.float64 else 8
+        n_blocks = math.ceil(dim / lanes)
+        # items (batch element, split of the channel blocks): enough of them for every thread
+        splits = max(1, min(n_blocks, math.ceil(torch.get_num_threads() / batch)))
+        dx = dy * D.sum(0) if D is not None else torch.zeros_like(x)  # the skip term; the kernel adds the scans'
+        dxdbl = x.new_empty(splits, batch, length, k, rank + 2 * dstate)
+        ddtw = x.new_empty(batch, k, dim, rank)
+        ddtb = x.new_empty(batch, k, dim)
+        dA = x.new_empty(batch, k, dim, dstate)
+        fn = lib.ssmad_fused_bwd_f64 if x.dtype == torch.float64 else lib.ssmad_fused_bwd_f32
+        ptrs = (x, xdbl, dt_weight, dt_bias, A, index, ckpt, dy, dx, dxdbl, ddtw, ddtb, dA)
+        sizes = (batch, length, dim, k, rank, dstate, xdbl.stride(0), xdbl.stride(2), xdbl.stride(1), splits)
+        updates = 2 * batch * length * dim * k * dstate
+        _run_parallel(fn, batch * splits, (*map(_ptr, ptrs), *sizes), updates)
+        dD = None
+        if D is not None and ctx.needs_input_grad[5]:
+            dD = torch.einsum("bld,bld->d", dy, x).expand(k, dim).contiguous()  # D enters as sum_k D_k
+        return dx, dxdbl[0] if splits == 1 else dxdbl.sum(0), ddtw.sum(0), ddtb.sum(0), dA.sum(0), dD, None
+
+
+def directional_core(
+    x: Tensor,
+    xdbl: Tensor,
+    dt_weight: Tensor,
+    dt_bias: Tensor,
+    A: Tensor,
+    D: Tensor | None,
+    index: Tensor,
+) -> Tensor:
+    """Direction-fused scan on the compiled kernel (contract in :mod:`ssmad.ssm.directional`), differentiable.
+
+    Without autograd it is one forward kernel call; with it, the forward also saves the state entering every chunk
+    of :data:`FUSED_CHUNK` steps (``batch · K · D · L · N / 64`` numbers) and the backward kernel recomputes the
+    states inside each chunk from there (see ``fused_bwd_item`` in the C++ source).
+    """
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, xdbl, dt_weight, dt_bias, A, D)):
+        return cast(Tensor, _DirectionalScan.apply(x, xdbl, dt_weight, dt_bias, A, D, index))
+    x, xdbl, dt_weight, dt_bias, A, D, index = _prepare(x, xdbl, dt_weight, dt_bias, A, D, index)
+    return _directional_forward(x, xdbl, dt_weight, dt_bias, A, None if D is None else D.sum(0), index)

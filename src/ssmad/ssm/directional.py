@@ -1,4 +1,4 @@
-"""Multi-direction selective scan over one set of positions (the core of SS2D and RSAL), fused for inference.
+"""Multi-direction selective scan over one set of positions (the core of SS2D and RSAL), fused on the CPU.
 
 K directions visit the same L positions in different orders: direction ``k`` visits position ``index[k, t]`` at
 step ``t``. Each direction has its own step-size projection, ``A`` and ``D``; their outputs are summed back at the
@@ -14,10 +14,12 @@ Inputs are channels last, which is what the layers produce anyway: ``x`` ``(batc
 stacked ``x_proj`` weights gives it in raster order, with no gathered copy of ``x``).
 
 :func:`directional_scan_ref` is the readable composition of gather → :func:`ssmad.ssm.selective_scan` → scatter,
-and is what runs whenever gradients are wanted. Without autograd on the ``cpu`` backend, :func:`directional_scan`
-runs the compiled kernel instead, which does the gathers, the projection to step sizes, softplus, the K scans and
-the merge in one pass without the ``(batch, K, D, L)`` temporaries of the composition; on the ``triton`` backend
-(float32 recurrence) it runs the same fusion as one Triton kernel.
+the oracle of the fused kernel in both directions, and what runs on the other backends. On the ``cpu`` backend
+:func:`directional_scan` runs the compiled kernel instead, which does the gathers, the projection to step sizes,
+softplus, the K scans and the merge in one pass without the ``(batch, K, D, L)`` temporaries of the composition;
+under autograd it also keeps the state entering every 64-step chunk, and its backward kernel recomputes the states
+chunk by chunk to produce the gradients of ``x``, ``xdbl``, ``dt_weight``, ``dt_bias``, ``A`` and ``D``. On the
+``triton`` backend (float32 recurrence, no gradient wanted) the same fusion runs as one Triton kernel.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from einops import rearrange
 from torch import Tensor
 
 from ..errors import MissingDependencyError
-from ._core import needs_grad
 from .interface import resolve_backend, selective_scan
 from .reference import compute_dtype
 
@@ -97,10 +98,11 @@ def directional_scan_ref(
     return y
 
 
-def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype) -> bool:
-    """Whether :func:`directional_scan` runs a fused kernel for these settings (when no gradient is wanted).
+def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype, *, grad: bool = False) -> bool:
+    """Whether :func:`directional_scan` runs a fused kernel for these settings.
 
-    ``dtype`` is the recurrence dtype: the C++ kernel takes float32 and float64, the Triton one float32.
+    ``dtype`` is the recurrence dtype. The C++ kernel (``cpu``) takes float32 and float64, forward and backward;
+    the Triton one (``triton``) takes float32 and serves inference only (``grad=False``).
     """
     try:
         name = resolve_backend(backend, device)
@@ -108,7 +110,7 @@ def fused_available(backend: str, device: torch.device | str, dtype: torch.dtype
         return False
     if name == "cpu":
         return dtype in (torch.float32, torch.float64)
-    return name == "triton" and dtype == torch.float32
+    return name == "triton" and dtype == torch.float32 and not grad
 
 
 def directional_scan(
@@ -134,16 +136,18 @@ def directional_scan(
         index: ``index[k, t]`` = position visited at step ``t`` of direction ``k``, shape ``(K, L)``; each row a
             permutation of ``0 .. L-1``.
         backend: Selective-scan backend (``auto``, ``reference``, ``cpu``, ``torch``, ``cuda``, ``triton``). A fused
-            kernel runs when no gradient is wanted and it resolves to ``cpu`` (float32/float64 recurrence) or
-            ``triton`` (float32 recurrence); otherwise the composition :func:`directional_scan_ref` runs on it.
+            kernel runs when it resolves to ``cpu`` (float32/float64, with or without gradients) or to ``triton``
+            (float32, no gradient wanted); otherwise the composition :func:`directional_scan_ref` runs on it.
 
     Returns:
         Summed outputs, shape ``(batch, L, D)``, float32 (float64 for float64 inputs).
     """
     _check(x, xdbl, dt_weight, dt_bias, A, D, index)
     cdt = compute_dtype(x, xdbl, dt_weight, dt_bias, A, D)
-    grad = needs_grad(x, xdbl, dt_weight, dt_bias, A, D)
-    if grad or not fused_available(backend, x.device, cdt):
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, xdbl, dt_weight, dt_bias, A, D)
+    )
+    if not fused_available(backend, x.device, cdt, grad=grad):
         return directional_scan_ref(x, xdbl, dt_weight, dt_bias, A, D, index, backend=backend)
     if resolve_backend(backend, x.device) == "triton":
         from . import triton_scan
@@ -159,6 +163,5 @@ def directional_scan(
         )
     from . import cpu
 
-    d_sum = None if D is None else D.to(cdt).sum(0)
-    args = (t.to(cdt) for t in (x, xdbl, dt_weight, dt_bias, A))
-    return cpu.directional_core(*args, d_sum, index)
+    x, xdbl, dt_weight, dt_bias, A = (t.to(cdt) for t in (x, xdbl, dt_weight, dt_bias, A))
+    return cpu.directional_core(x, xdbl, dt_weight, dt_bias, A, None if D is None else D.to(cdt), index)

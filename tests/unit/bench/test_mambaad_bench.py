@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-import ssmad.layers.ss2d as ss2d_module
+import ssmad.layers.directional as layer_core  # where the layers call selective_scan
 import ssmad.ssm as ssm_package
 from ssmad.bench.mambaad import count_flops, efficiency_ratio, record_scans, run_mambaad_benchmark
 from ssmad.cli.main import main
@@ -73,11 +73,11 @@ def test_recorder_runs_the_real_scan_and_restores_the_function() -> None:
     with torch.no_grad():
         plain = m(x)
         with record_scans() as calls:
-            assert ss2d_module.selective_scan is not original
+            assert layer_core.selective_scan is not original
             recorded = m(x)
         with record_scans(run=False):
             stand_in = m(x)
-    assert ss2d_module.selective_scan is original and ssm_package.selective_scan is original
+    assert layer_core.selective_scan is original and ssm_package.selective_scan is original
     assert len(calls) == 1 and (calls[0].dim, calls[0].length) == (4 * 16, 15)
     torch.testing.assert_close(recorded, plain, rtol=0, atol=0)
     assert not torch.allclose(stand_in, plain)  # zeros instead of the scan change the output
@@ -137,3 +137,23 @@ def test_recorder_sees_the_scans_of_the_fused_inference_path_and_restores_it() -
         assert m.use_fused(x)
     assert len(calls) == 1 and (calls[0].dim, calls[0].length) == (4 * 16, 15)
     torch.testing.assert_close(recorded, fused, rtol=1e-5, atol=1e-6)
+
+
+def test_training_ratios_are_paired_by_round_and_printed_with_the_encoder_alone() -> None:
+    from ssmad.bench.mambaad import BenchReport, FlopCount, ModelFigures, format_report
+    from ssmad.bench.scan import MachineLimits
+
+    def figures(name: str, train: list[float]) -> ModelFigures:
+        return ModelFigures(name, 1.0, 1.0, FlopCount(10), 1.0, min(train), [1.0], train, [1.0])
+
+    mambaad, rd4ad = figures("mambaad", [6.0, 9.0]), figures("rd4ad", [3.0, 2.0])
+    report = BenchReport(
+        8, 256, "resnet34", 2, "cpu", MachineLimits(1.0, 1.0, 1.0, 2), (0, 0, 0), (0, 0, 0), FlopCount(5), 0.5,
+        [0.5], [mambaad, rd4ad], encoder_train_times=[0.5, 0.4],
+    )  # fmt: skip
+    assert report.train_ratio(mambaad) == (6.0 / 2.0, [6.0 / 3.0, 9.0 / 2.0])
+    assert BenchReport(**{**report.__dict__, "models": [mambaad]}).train_ratio(mambaad) is None
+    text = format_report(report)
+    assert "encoder alone (frozen, no autograd) 0.400 s" in text
+    assert "training step mambaad: 6.000 s = 15.00× the encoder alone" in text and "3.00× rd4ad's" in text
+    assert "(paired rounds [2.00, 4.50])" in text

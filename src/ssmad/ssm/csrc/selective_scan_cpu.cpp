@@ -165,6 +165,36 @@ inline V state_step(V* __restrict h, const V* __restrict A2, V dtv, V duv, const
   return y0 + y1;
 }
 
+// One recomputed forward step, kept for the reverse pass: a[n] = 2^(dt A2[n]), h[n] <- a[n] h[n] + (dt u) B[n],
+// both stored (hs, as) for this step.
+template <typename V, typename T>
+inline void recompute_step(V* __restrict h, const V* A2, V dtv, V duv, const T* bt, V* hs, V* as, int64_t N) {
+  for (int64_t n = 0; n < N; ++n) {
+    const V a = vexp2(dtv * A2[n]);
+    h[n] = a * h[n] + duv * bt[n];
+    hs[n] = h[n];
+    as[n] = a;
+  }
+}
+
+// One step of the reverse (adjoint) recurrence for a block of channels, shared by both backwards: with
+// gn = g[n] + dy C[n] (dL/dh_t), accumulate dA[n] += gn a[n] h_{t-1}[n] dt, dB[n] += gn dt u, dC[n] += dy h_t[n],
+// gB = <gn, B> and dd = <gn a h_{t-1}, A>, and carry g[n] <- gn a[n] to step t-1.
+template <typename V, typename T>
+inline void adjoint_step(V* __restrict g, const V* a, const V* h, const V* hp, const V* Ak, const T* bt, const T* ct,
+                         V dyv, V dtv, V duv, V* dA, V* dB, V* dC, V& gB, V& dd, int64_t N) {
+  for (int64_t n = 0; n < N; ++n) {
+    const V gn = g[n] + dyv * ct[n];
+    const V q = gn * a[n] * hp[n];
+    dd += q * Ak[n];
+    dA[n] += q * dtv;
+    gB += gn * bt[n];
+    dB[n] += gn * duv;
+    dC[n] += dyv * h[n];
+    g[n] = gn * a[n];
+  }
+}
+
 // Flush denormals to zero (and read them as zero) for the duration of a kernel call, restoring the caller's mode.
 // Decaying states underflow into the denormal range in long sequences, where x86 arithmetic on them is ~100x
 // slower; values below 1e-38 make no difference to any output.
@@ -317,15 +347,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
       for (int64_t n = 0; n < N; ++n) g_[n] = hstart[n];
       for (int64_t t = 0; t < tl; ++t) {
         const V dtv = dtb[t], duv = dtv * ub[t];
-        const T* bt = &Bt[t * N];
-        V* hb = &hbuf[t * N];
-        V* ab = &abuf[t * N];
-        for (int64_t n = 0; n < N; ++n) {
-          const V a = vexp2(dtv * A2k[n]);
-          g_[n] = a * g_[n] + duv * bt[n];
-          hb[n] = g_[n];
-          ab[n] = a;
-        }
+        recompute_step<V, T>(g_.data(), A2k, dtv, duv, &Bt[t * N], &hbuf[t * N], &abuf[t * N], N);
       }
 
       // Reverse pass: g_t = C_t dy_t + a_{t+1} g_{t+1} (the a_{t+1} factor is applied at the end of step t+1).
@@ -343,16 +365,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
         V* dBt = &dBacc[t * N];
         V* dCt = &dCacc[t * N];
         V gB = V{}, dd = V{};
-        for (int64_t n = 0; n < N; ++n) {
-          const V gn = g_[n] + dyv * ct[n];
-          const V q = gn * ab[n] * hp[n];
-          dd += q * Ak[n];
-          dAk[n] += q * dtv;
-          gB += gn * bt[n];
-          dBt[n] += gn * duv;
-          dCt[n] += dyv * hb[n];
-          g_[n] = gn * ab[n];
-        }
+        adjoint_step<V, T>(g_.data(), ab, hb, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBt, dCt, gB, dd, N);
         dub[t] = gB * dtv + Dv[kb] * dyv;
         ddtb[t] = dd + gB * uv;
         dD += dyv * uv;
@@ -411,8 +424,8 @@ void backward_range(const Dims& dm, int64_t S, const T* u, const T* dt, const T*
 //   y[p] = sum_k ssm_k(p) + (sum_k D_k) x[p]
 //
 // Gathering the K orders, the step-size projection, softplus, the scan and the merge happen in one pass, so none
-// of the (batch, K, D, L) tensors of the unfused path exist. No state is saved: there is no backward (training uses
-// the unfused path). Layouts, all contiguous:
+// of the (batch, K, D, L) tensors of the unfused path exist. For training (ckpt not null) the state entering every
+// chunk of kFusedChunk steps is saved for the backward (fused_bwd_item, below), which recomputes the rest. Layouts, all contiguous:
 //   x, y   : (batch, L, D)        channels last, positions in raster order
 //   xdbl   : (batch, L, K, E)     E = R + 2N; for direction k at position p: [dts (R) | B (N) | C (N)];
 //                                 any strides for the first three axes (e.g. a (batch, K, L, E) tensor's)
@@ -429,7 +442,7 @@ struct FusedDims {
 
 template <typename T, int NS>
 void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,
-                const T* Dsum, const int64_t* index, T* y, int64_t item) {
+                const T* Dsum, const int64_t* index, T* y, T* ckpt, int64_t item) {
   typedef typename VecTraits<T>::V V;
   constexpr int W = VecTraits<T>::W;
   const int64_t N = NS ? NS : fd.N, L = fd.L, Dm = fd.D, K = fd.K, R = fd.R, E = R + 2 * N;
@@ -464,8 +477,12 @@ void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, co
     }
     const int64_t* order = index + k * L;
     const T* base = xdbl + b * fd.sb + k * fd.sk;
+    V* saved = ckpt ? reinterpret_cast<V*>(ckpt) + ((b * K + k) * nblk + blk) * ((L + kFusedChunk - 1) / kFusedChunk) * N
+                    : nullptr;
     for (int64_t t0 = 0; t0 < L; t0 += kFusedChunk) {
       const int64_t tl = std::min<int64_t>(kFusedChunk, L - t0);
+      if (saved)  // training: the state entering this chunk, for the backward
+        for (int64_t n = 0; n < N; ++n) saved[(t0 / kFusedChunk) * N + n] = h[n];
       // Pass 1, steps independent of each other: fetch the rows, step sizes (projection + softplus) and dt*u.
       // Done apart from the recurrence so that these long dependency chains overlap across steps instead of
       // stalling every step of pass 2.
@@ -513,20 +530,196 @@ void fused_item(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, co
 
 template <typename T>
 void fused_range(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,
-                 const T* Dsum, const int64_t* index, T* y, int64_t i0, int64_t i1) {
+                 const T* Dsum, const int64_t* index, T* y, T* ckpt, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) {
     if (fd.N == 16)
-      fused_item<T, 16>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i);
+      fused_item<T, 16>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, ckpt, i);
     else
-      fused_item<T, 0>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i);
+      fused_item<T, 0>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, ckpt, i);
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backward of the direction-fused scan (training of SS2D and RSAL). Given dy (batch, L, D), it produces
+//   dx    (batch, L, D)        ADDED to what the caller put there (the caller writes the skip term, D_sum * dy)
+//   dxdbl (S, batch, L, K, E)  one partial per split s of the channel blocks (summed by the caller); every
+//                              (p, k) row is written once per split, so no zeroing is needed
+//   ddtw (batch, K, D, R), ddtb (batch, K, D), dA (batch, K, D, N)   per batch element, summed by the caller
+// without any (batch, K, D, L) tensor. Per direction k, with s_t = dtb + dtw . dts_t, dt_t = softplus(s_t):
+//   h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t,  y_k(p_t) = <C_t, h_t>
+//   g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}          (dL/dh_t, run backwards in time)
+//   dC_t += dy_t h_t,  dB_t += g_t dt_t u_t,  du_t = dt_t <g_t, B_t>,  dA += g_t exp(dt_t A) h_{t-1} dt_t
+//   ds_t = sigmoid(s_t) (<g_t, A exp(dt_t A) h_{t-1}> + u_t <g_t, B_t>),  ddtb += ds_t,  ddtw += ds_t dts_t,
+//   ddts_t += dtw^T ds_t
+// where B_t, C_t, dts_t are the direction's row at position p_t = index[k][t] and sums over channels (dB, dC,
+// ddts) are taken across the item's channel blocks. The forward saved the state entering every chunk of
+// kFusedChunk steps (ckpt: (batch, K, channel block, chunk, N) vectors of W lanes); the reverse pass recomputes
+// the states inside each chunk from there. item = (b, split s) where the channel blocks are cut into S splits.
+
+template <typename V, typename T>
+inline V load_lanes(const T* src, int nl) {
+  V v = V{};
+  if (nl == (int)(sizeof(V) / sizeof(T)))
+    std::memcpy(&v, src, sizeof(V));
+  else
+    for (int lane = 0; lane < nl; ++lane) v[lane] = src[lane];
+  return v;
+}
+
+template <typename V, typename T>
+inline void add_lanes(T* dst, V v, int nl) {
+  for (int lane = 0; lane < nl; ++lane) dst[lane] += v[lane];
+}
+
+inline vf vsigmoid(vf s) { return 1.0f / (1.0f + vexp2(s * -(float)kLog2e)); }
+
+inline vd vsigmoid(vd s) {
+  vd out = s;
+  for (int i = 0; i < 4; ++i) out[i] = 1.0 / (1.0 + std::exp(-s[i]));
+  return out;
+}
+
+template <typename T, int NS>
+void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, const T* dtw, const T* dtb,
+                    const T* A, const int64_t* index, const T* ckpt, const T* dy, T* dx, T* dxdbl_part,
+                    T* ddtw_part, T* ddtb_part, T* dA_part, int64_t item) {
+  typedef typename VecTraits<T>::V V;
+  constexpr int W = VecTraits<T>::W;
+  const int64_t N = NS ? NS : fd.N, L = fd.L, Dm = fd.D, K = fd.K, R = fd.R, E = R + 2 * N;
+  const int64_t TT = kFusedChunk, nch = (L + TT - 1) / TT, nblk = (Dm + W - 1) / W;
+  const int64_t s = item % S, b = item / S;
+  const int64_t k0 = s * nblk / S, k1 = (s + 1) * nblk / S, nb = k1 - k0;
+  if (nb <= 0) return;
+  const T* xb = x + b * L * Dm;
+  const T* dyb = dy + b * L * Dm;
+  T* dxb = dx + b * L * Dm;
+  T* part = dxdbl_part + (s * fd.batch + b) * L * K * E;
+
+  std::vector<V> Av(nb * N), A2v(nb * N), Wv(nb * R), bias(nb), carry(nb * N);
+  std::vector<V> dAacc(nb * N), dWacc(nb * R), dbacc(nb);
+  std::vector<V> ub(TT), dtv_(TT), sigb(TT), dyv_(TT), hbuf(TT * N), abuf(TT * N), hstart(N), g(N);
+  std::vector<V> dBacc(TT * N), dCacc(TT * N), dRacc(TT * R);
+  std::vector<const T*> rows(TT);
+  std::vector<int64_t> pos(TT);
+  std::vector<int> nls(nb);
+  for (int64_t kb = 0; kb < nb; ++kb) nls[kb] = (int)std::min<int64_t>(W, Dm - (k0 + kb) * W);
+
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t* order = index + k * L;
+    const T* base = xdbl + b * fd.sb + k * fd.sk;
+    for (int64_t kb = 0; kb < nb; ++kb) {
+      const int64_t d0 = (k0 + kb) * W;
+      bias[kb] = V{}, dbacc[kb] = V{};
+      for (int64_t n = 0; n < N; ++n)
+        Av[kb * N + n] = V{}, A2v[kb * N + n] = V{}, carry[kb * N + n] = V{}, dAacc[kb * N + n] = V{};
+      for (int64_t r = 0; r < R; ++r) Wv[kb * R + r] = V{}, dWacc[kb * R + r] = V{};
+      for (int lane = 0; lane < nls[kb]; ++lane) {
+        const int64_t kd = k * Dm + d0 + lane;
+        for (int64_t n = 0; n < N; ++n) {
+          Av[kb * N + n][lane] = A[kd * N + n];
+          A2v[kb * N + n][lane] = A[kd * N + n] * (T)kLog2e;
+        }
+        for (int64_t r = 0; r < R; ++r) Wv[kb * R + r][lane] = dtw[kd * R + r];
+        bias[kb][lane] = dtb[kd];
+      }
+    }
+
+    // Chunks from last to first: recompute the chunk's states, then run the adjoint backwards.
+    for (int64_t c = nch - 1; c >= 0; --c) {
+      const int64_t t0 = c * TT, tl = std::min(TT, L - t0);
+      for (int64_t j = 0; j < tl; ++j) {
+        pos[j] = order[t0 + j];
+        rows[j] = base + pos[j] * fd.sl;
+      }
+      for (int64_t i = 0; i < tl * N; ++i) dBacc[i] = V{}, dCacc[i] = V{};
+      for (int64_t i = 0; i < tl * R; ++i) dRacc[i] = V{};
+      for (int64_t kb = 0; kb < nb; ++kb) {
+        const int nl = nls[kb];
+        const int64_t d0 = (k0 + kb) * W;
+        const V* Ak = &Av[kb * N];
+        const V* A2 = &A2v[kb * N];
+        const V* Wr = &Wv[kb * R];
+        const V* saved = reinterpret_cast<const V*>(ckpt) + (((b * K + k) * nblk + k0 + kb) * nch + c) * N;
+        for (int64_t n = 0; n < N; ++n) hstart[n] = saved[n], g[n] = hstart[n];
+        for (int64_t j = 0; j < tl; ++j) {
+          const T* row = rows[j];
+          V sv = bias[kb];
+          for (int64_t r = 0; r < R; ++r) sv += Wr[r] * row[r];
+          const V dtv = vsoftplus(sv), uv = load_lanes<V, T>(xb + pos[j] * Dm + d0, nl), duv = dtv * uv;
+          dtv_[j] = dtv, ub[j] = uv, sigb[j] = vsigmoid(sv);
+          dyv_[j] = load_lanes<V, T>(dyb + pos[j] * Dm + d0, nl);
+          recompute_step<V, T>(g.data(), A2, dtv, duv, row + R, &hbuf[j * N], &abuf[j * N], N);
+        }
+        V* gk = &carry[kb * N];
+        for (int64_t n = 0; n < N; ++n) g[n] = gk[n];
+        V* dAk = &dAacc[kb * N];
+        V* dWk = &dWacc[kb * R];
+        V db = dbacc[kb];
+        for (int64_t j = tl - 1; j >= 0; --j) {
+          const T* row = rows[j];
+          const T* bt = row + R;
+          const T* ct = row + R + N;
+          const V dyv = dyv_[j], dtv = dtv_[j], uv = ub[j], duv = dtv * uv;
+          const V* hj = &hbuf[j * N];
+          const V* hp = j > 0 ? &hbuf[(j - 1) * N] : hstart.data();
+          const V* aj = &abuf[j * N];
+          V* dBj = &dBacc[j * N];
+          V* dCj = &dCacc[j * N];
+          V gB = V{}, dd = V{};
+          adjoint_step<V, T>(g.data(), aj, hj, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBj, dCj, gB, dd, N);
+          add_lanes<V, T>(dxb + pos[j] * Dm + d0, gB * dtv, nl);
+          const V ds = (dd + gB * uv) * sigb[j];
+          db += ds;
+          V* dRj = &dRacc[j * R];
+          for (int64_t r = 0; r < R; ++r) {
+            dWk[r] += ds * row[r];
+            dRj[r] += ds * Wr[r];
+          }
+        }
+        dbacc[kb] = db;
+        for (int64_t n = 0; n < N; ++n) gk[n] = g[n];
+      }
+      // Channel sums of this chunk: the gradients of the direction's [dts | B | C] rows.
+      for (int64_t j = 0; j < tl; ++j) {
+        T* out = part + (pos[j] * K + k) * E;
+        for (int64_t r = 0; r < R; ++r) out[r] = hsum<V, T>(dRacc[j * R + r], W);
+        for (int64_t n = 0; n < N; ++n) {
+          out[R + n] = hsum<V, T>(dBacc[j * N + n], W);
+          out[R + N + n] = hsum<V, T>(dCacc[j * N + n], W);
+        }
+      }
+    }
+
+    for (int64_t kb = 0; kb < nb; ++kb) {
+      const int64_t d0 = (k0 + kb) * W;
+      for (int lane = 0; lane < nls[kb]; ++lane) {
+        const int64_t row = (b * K + k) * Dm + d0 + lane;
+        for (int64_t n = 0; n < N; ++n) dA_part[row * N + n] = dAacc[kb * N + n][lane];
+        for (int64_t r = 0; r < R; ++r) ddtw_part[row * R + r] = dWacc[kb * R + r][lane];
+        ddtb_part[row] = dbacc[kb][lane];
+      }
+    }
+  }
+}
+
+template <typename T>
+void fused_bwd_range(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, const T* dtw, const T* dtb,
+                     const T* A, const int64_t* index, const T* ckpt, const T* dy, T* dx, T* dxdbl_part,
+                     T* ddtw_part, T* ddtb_part, T* dA_part, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    if (fd.N == 16)
+      fused_bwd_item<T, 16>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
+    else
+      fused_bwd_item<T, 0>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
+  }
+}
+
 
 }  // namespace
 
 #define SSMAD_EXPORT extern "C" __attribute__((visibility("default")))
 
-SSMAD_EXPORT int ssmad_scan_abi_version() { return 2; }
+SSMAD_EXPORT int ssmad_scan_abi_version() { return 3; }
 
 SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<double>::W : VecTraits<float>::W; }
 
@@ -550,12 +743,25 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
     return 0;                                                                                                         \
   }                                                                                                                   \
   SSMAD_EXPORT int ssmad_fused_fwd_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,        \
-                                            const T* Dsum, const int64_t* index, T* y, int64_t batch, int64_t L,      \
+                                            const T* Dsum, const int64_t* index, T* y, T* ckpt, int64_t batch,        \
+                                            int64_t L,                                                                \
                                             int64_t D, int64_t K, int64_t R, int64_t N, int64_t sb, int64_t sk,       \
                                             int64_t sl, int64_t i0, int64_t i1) {                                     \
     DenormalGuard guard;                                                                                              \
     FusedDims fd{batch, L, D, K, R, N, sb, sk, sl};                                                                   \
-    fused_range<T>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, i0, i1);                                                 \
+    fused_range<T>(fd, x, xdbl, dtw, dtb, A, Dsum, index, y, ckpt, i0, i1);                                           \
+    return 0;                                                                                                         \
+  } \
+  SSMAD_EXPORT int ssmad_fused_bwd_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,        \
+                                            const int64_t* index, const T* ckpt, const T* dy, T* dx,                  \
+                                            T* dxdbl_part, T* ddtw_part,                                              \
+                                            T* ddtb_part, T* dA_part, int64_t batch, int64_t L, int64_t D, int64_t K,  \
+                                            int64_t R, int64_t N, int64_t sb, int64_t sk, int64_t sl, int64_t S,     \
+                                            int64_t i0, int64_t i1) {                                                 \
+    DenormalGuard guard;                                                                                              \
+    FusedDims fd{batch, L, D, K, R, N, sb, sk, sl};                                                                   \
+    fused_bwd_range<T>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i0,  \
+                       i1);                                                                                          \
     return 0;                                                                                                         \
   }
 
