@@ -118,11 +118,11 @@ def is_hyperspectral(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``ssmad predict``."""
+    if getattr(args, "onnx", None):  # onnxruntime only: nothing below (torch) is imported
+        return _predict_onnx(args)
     from ..engine import distributed
     from ..errors import InputError
 
-    if getattr(args, "onnx", None):
-        return _predict_onnx(args)
     devices = distributed.check_devices(getattr(args, "devices", 1), args.device)
     if is_hyperspectral(args):
         if devices > 1:
