@@ -1,4 +1,4 @@
-"""The maths room: Mamba's selective scan (reference oracle and fast backends) and SSM initialisers.
+"""The maths room: Mamba's selective scan, Mamba-2's SSD scan (oracles and fast paths), SSM initialisers.
 
 Only torch and numpy are needed here; nothing in this package imports a higher room of ssmad.
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 from .directional import directional_scan, directional_scan_ref
 from .interface import BACKENDS, available_backends, backend_available, resolve_backend, selective_scan
 from .reference import selective_scan_ref
+from .ssd import SSD_BACKENDS, ssd_scan
+from .ssd_reference import ssd_scan_ref
 
 __all__ = [
     "BACKENDS",
+    "SSD_BACKENDS",
     "available_backends",
     "backend_available",
     "directional_scan",
@@ -18,4 +21,6 @@ __all__ = [
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",
+    "ssd_scan",
+    "ssd_scan_ref",
 ]

@@ -1,0 +1,152 @@
+"""The chunked dual form of the SSD scan in plain PyTorch (any device): the fast path behind ``ssd_scan``.
+
+The sequence is cut into chunks of ``Q`` steps (the last one zero-padded: ``dt = 0`` keeps the state, a zero input
+adds nothing). With log-decays ``a_t = dt_t A`` and input weights ``w_t`` (``w = dt`` for Mamba-2)::
+
+    intra-chunk   y_i  += Σ_{j ≤ i in the chunk} exp(Σ_{k=j+1..i} a_k) (C_i · B_j) w_j x_j     = (M ∘ C Bᵀ) (w x)
+    chunk state   S_c   = Σ_j exp(Σ_{k=j+1..Q-1} a_k) w_j x_j B_jᵀ                            (state made in chunk c)
+    inter-chunk   h_c   = exp(Σ_{chunk c} a) h_{c-1} + S_c                                   (h_{-1} = initial state)
+    chunk output  y_i  += exp(Σ_{k ≤ i in the chunk} a_k) h_{c-1} C_i
+
+Every sum of log-decays between two positions is summed directly (:func:`segsum`, a masked cumulative sum),
+never as a difference of two long cumulative sums, so no precision is lost to cancellation; the inter-chunk
+recurrence is the same 1-semiseparable product one level up (chunks instead of steps), one batched matmul.
+All maths runs in float32 (float64 for float64 inputs).
+
+Gradients come from autograd through these few batched matmuls, cumulative sums and exponentials: each backward
+op is again a batched matmul or an elementwise map of the same size, so the backward costs about twice the forward
+in FLOPs and bytes, which is what a hand-written backward would cost too; what it costs extra is memory (autograd
+keeps the ``(b, H, L/Q, Q, Q)`` decay matrix and the ``(b, G, L/Q, Q, Q)`` ``C Bᵀ`` products, ``Q / P`` and ``Q / N``
+times the size of ``x``), which is small at the chunk sizes used here.
+
+The Mamba-3 trapezoid rule goes through the same core with a modified input weight and a diagonal correction; the
+derivation is in :mod:`ssmad.ssm.ssd_mamba3`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import Tensor
+
+from .reference import compute_dtype
+from .ssd_reference import prepare_dt, skip_and_gate
+
+
+def segsum(a: Tensor) -> Tensor:
+    """Segment sums of ``a`` along its last axis, computed without cancellation.
+
+    Args:
+        a: Values ``(..., T)``.
+
+    Returns:
+        ``(..., T, T)`` with ``out[..., i, j] = Σ_{k=j+1..i} a[..., k]`` for ``i >= j`` (0 on the diagonal) and
+        ``-inf`` above the diagonal, so that ``exp(out)`` is the causal 1-semiseparable decay matrix.
+    """
+    T = a.shape[-1]
+    ones = torch.ones(T, T, dtype=torch.bool, device=a.device)
+    rep = repeat(a, "... i -> ... i j", j=T).masked_fill(~torch.tril(ones, diagonal=-1), 0.0)
+    return torch.cumsum(rep, dim=-2).masked_fill(~torch.tril(ones), float("-inf"))
+
+
+def _suffix_sum(a: Tensor) -> Tensor:
+    """``out[..., j] = Σ_{k=j+1..T-1} a[..., k]`` along the last axis (exclusive reverse cumulative sum)."""
+    rev = torch.flip(torch.cumsum(torch.flip(a, dims=(-1,)), dim=-1), dims=(-1,))
+    return F.pad(rev[..., 1:], (0, 1))
+
+
+def chunked_core(
+    x: Tensor, a: Tensor, w: Tensor, B: Tensor, C: Tensor, initial_states: Tensor | None, chunk_size: int
+) -> tuple[Tensor, Tensor]:
+    """``h_t = exp(a_t) h_{t-1} + w_t x_t B_tᵀ``, ``y_t = h_t C_t`` by the chunked dual form.
+
+    Args:
+        x: ``(b, L, H, P)``.
+        a: Log-decays ``(b, L, H)`` (``dt A``, non-positive).
+        w: Input weights ``(b, L, H)``.
+        B: ``(b, L, G, N)``, ``H % G == 0``.
+        C: ``(b, L, G, N)``.
+        initial_states: ``(b, H, P, N)`` or None.
+        chunk_size: ``Q``.
+
+    Returns:
+        ``y`` ``(b, L, H, P)`` and the final state ``(b, H, P, N)``, all in the dtype of ``x``.
+    """
+    batch, length, heads, headdim = x.shape
+    groups, dstate = B.shape[2], B.shape[3]
+    r = heads // groups
+    Q = max(1, min(chunk_size, length))
+    pad = (-length) % Q
+    xw = x * w[..., None]
+    if pad:
+        xw = F.pad(xw, (0, 0, 0, 0, 0, pad))
+        a = F.pad(a, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
+    xs = rearrange(xw, "b (c q) (g r) p -> b c q g r p", q=Q, r=r)
+    ac = rearrange(a, "b (c q) (g r) -> b g r c q", q=Q, r=r)
+    Bc = rearrange(B, "b (c q) g n -> b c q g n", q=Q)
+    Cc = rearrange(C, "b (c q) g n -> b c q g n", q=Q)
+
+    # intra-chunk: (M ∘ C Bᵀ)(w x) within each chunk
+    decay = torch.exp(segsum(ac))  # b g r c i j
+    cb = torch.einsum("bcign,bcjgn->bgcij", Cc, Bc)
+    y = torch.einsum("bgrcij,bcjgrp->bcigrp", decay * cb[:, :, None], xs)
+
+    # the state each chunk makes on its own, decayed to the chunk's end
+    to_end = torch.exp(_suffix_sum(ac))  # b g r c j
+    states = torch.einsum("bcjgn,bgrcj,bcjgrp->bcgrpn", Bc, to_end, xs)
+
+    # inter-chunk recurrence as one semiseparable product over chunks (entry 0 is the initial state)
+    if initial_states is None:
+        init = states.new_zeros(batch, 1, groups, r, headdim, dstate)
+    else:
+        init = rearrange(initial_states, "b (g r) p n -> b 1 g r p n", r=r)
+    states = torch.cat([init, states], dim=1)
+    chunk_decay = torch.exp(segsum(F.pad(ac.sum(dim=-1), (1, 0))))  # b g r z c
+    passed = torch.einsum("bgrzc,bcgrpn->bzgrpn", chunk_decay, states)
+    entering, final = passed[:, :-1], passed[:, -1]
+
+    # what the state entering each chunk contributes to the chunk's outputs
+    from_start = torch.exp(torch.cumsum(ac, dim=-1))  # b g r c i
+    y = y + torch.einsum("bcign,bcgrpn,bgrci->bcigrp", Cc, entering, from_start)
+
+    y = rearrange(y, "b c q g r p -> b (c q) (g r) p")[:, :length]
+    return y, rearrange(final, "b g r p n -> b (g r) p n")
+
+
+def ssd_scan_chunked(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    *,
+    chunk_size: int = 64,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+    initial_states: Tensor | None = None,
+    trapezoid_lambda: Tensor | None = None,
+    return_final_states: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The ``torch`` backend of :func:`ssmad.ssm.ssd_scan` (inputs already checked; same arguments and returns)."""
+    cdt = compute_dtype(x, dt, A, B, C, D, z, dt_bias, initial_states, trapezoid_lambda)
+    heads = x.shape[2]
+    xc, Bc, Cc = x.to(cdt), B.to(cdt), C.to(cdt)
+    dt = prepare_dt(dt, dt_bias, dt_softplus, cdt)
+    a = dt * A.to(cdt)
+    init = None if initial_states is None else initial_states.to(cdt)
+    if trapezoid_lambda is None:
+        y, final = chunked_core(xc, a, dt, Bc, Cc, init, chunk_size)
+    else:
+        lam = trapezoid_lambda.to(cdt)
+        # c_{t+1} = (1 - λ_{t+1}) dt_{t+1}, zero after the last step (see ssd_mamba3 for the derivation)
+        c_next = F.pad(((1 - lam) * dt)[:, 1:], (0, 0, 0, 1))
+        y, final = chunked_core(xc, a, lam * dt + c_next, Bc, Cc, init, chunk_size)
+        cb_diag = repeat((Cc * Bc).sum(-1), "b l g -> b l (g r)", r=heads // Bc.shape[2])
+        y = y - (c_next * cb_diag)[..., None] * xc
+    out = skip_and_gate(y, xc, D, z).to(x.dtype)
+    return (out, final) if return_final_states else out
