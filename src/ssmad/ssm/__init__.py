@@ -9,6 +9,7 @@ from .directional import directional_scan, directional_scan_ref
 from .interface import BACKENDS, available_backends, backend_available, resolve_backend, selective_scan
 from .reference import selective_scan_ref
 from .ssd import SSD_BACKENDS, ssd_scan
+from .ssd_mamba3 import ssd_rotary
 from .ssd_reference import ssd_scan_ref
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",
+    "ssd_rotary",
     "ssd_scan",
     "ssd_scan_ref",
 ]

@@ -31,6 +31,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from .reference import compute_dtype
+from .ssd_mamba3 import trapezoid_weights
 from .ssd_reference import prepare_dt, skip_and_gate
 
 
@@ -142,10 +143,9 @@ def ssd_scan_chunked(
     if trapezoid_lambda is None:
         y, final = chunked_core(xc, a, dt, Bc, Cc, init, chunk_size)
     else:
-        lam = trapezoid_lambda.to(cdt)
-        # c_{t+1} = (1 - λ_{t+1}) dt_{t+1}, zero after the last step (see ssd_mamba3 for the derivation)
-        c_next = F.pad(((1 - lam) * dt)[:, 1:], (0, 0, 0, 1))
-        y, final = chunked_core(xc, a, lam * dt + c_next, Bc, Cc, init, chunk_size)
+        # a plain scan with modified input weights plus a diagonal correction (derived in ssd_mamba3)
+        w, c_next = trapezoid_weights(dt, trapezoid_lambda.to(cdt))
+        y, final = chunked_core(xc, a, w, Bc, Cc, init, chunk_size)
         cb_diag = repeat((Cc * Bc).sum(-1), "b l g -> b l (g r)", r=heads // Bc.shape[2])
         y = y - (c_next * cb_diag)[..., None] * xc
     out = skip_and_gate(y, xc, D, z).to(x.dtype)
