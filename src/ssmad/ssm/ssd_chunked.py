@@ -25,6 +25,8 @@ derivation is in :mod:`ssmad.ssm.ssd_mamba3`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
@@ -57,6 +59,69 @@ def _suffix_sum(a: Tensor) -> Tensor:
     return F.pad(rev[..., 1:], (0, 1))
 
 
+_MASKED = -1e30  # exp() of this is exactly 0; finite, so that 0 · it stays 0 in the backward matmul
+
+
+@functools.lru_cache(maxsize=32)
+def _segment_indicator(T: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``(T + 1, T · T)``: row ``k < T`` marks segments ``(i, j)`` with ``j < k <= i``, row ``T`` masks ``i < j``."""
+    k = torch.arange(T, device=device).view(T, 1, 1)
+    i = torch.arange(T, device=device).view(1, T, 1)
+    j = torch.arange(T, device=device).view(1, 1, T)
+    ind = ((j < k) & (k <= i)).to(dtype).reshape(T, T * T)
+    mask = torch.where(i[0] < j[0], _MASKED, 0.0).to(dtype).reshape(1, T * T)
+    return torch.cat([ind, mask])
+
+
+def decay_matrix(a: Tensor) -> Tensor:
+    """``exp(segsum(a))`` in one matmul and one exp: the causal decay matrix of a chunk, stably.
+
+    ``segsum(a)[i, j]`` is formed as ``a @ indicator``, a sum of exactly the ``a_k`` of the segment (the other
+    terms are exact zeros), so it is as accurate as :func:`segsum` while touching the ``T × T`` matrix twice
+    instead of five times.
+
+    Args:
+        a: Log-decays ``(..., T)``.
+
+    Returns:
+        ``(..., T, T)`` with ``exp(Σ_{k=j+1..i} a_k)`` for ``i >= j`` and 0 above the diagonal.
+    """
+    T = a.shape[-1]
+    ones = torch.ones(*a.shape[:-1], 1, dtype=a.dtype, device=a.device)
+    seg = torch.cat([a, ones], dim=-1) @ _segment_indicator(T, a.dtype, a.device)
+    return torch.exp(seg).unflatten(-1, (T, T))
+
+
+def scalar_decay_scan(log_decay: Tensor, S: Tensor, block: int = 16) -> Tensor:
+    """``h_c = exp(log_decay_c) h_{c-1} + S_c`` (``h_{-1} = 0``) for every ``c``, by blocks, in ``O(n · block)``.
+
+    Within a block of ``block`` steps the recurrence is one semiseparable matrix product
+    ``exp(segsum(log_decay)) @ S``; the block ends form the same recurrence one level up (``n / block`` steps),
+    solved recursively, and each block's entering state reaches its steps decayed by ``exp(cumsum)``.
+
+    Args:
+        log_decay: ``(..., n)`` non-positive log-decays.
+        S: ``(..., n, F)`` inputs.
+        block: Steps per block.
+
+    Returns:
+        All states ``(..., n, F)``.
+    """
+    n = log_decay.shape[-1]
+    if n <= 2 * block:
+        return decay_matrix(log_decay) @ S
+    pad = (-n) % block
+    ld = F.pad(log_decay, (0, pad))
+    Sp = F.pad(S, (0, 0, 0, pad))
+    ld = rearrange(ld, "... (k q) -> ... k q", q=block)
+    Sp = rearrange(Sp, "... (k q) f -> ... k q f", q=block)
+    local = decay_matrix(ld) @ Sp  # states from inside each block only
+    ends = scalar_decay_scan(ld.sum(dim=-1), local[..., -1, :], block)  # true state at each block's end
+    entering = F.pad(ends[..., :-1, :], (0, 0, 1, 0))
+    out = local + torch.exp(torch.cumsum(ld, dim=-1))[..., None] * entering[..., None, :]
+    return rearrange(out, "... k q f -> ... (k q) f")[..., :n, :]
+
+
 def chunked_core(
     x: Tensor, a: Tensor, w: Tensor, B: Tensor, C: Tensor, initial_states: Tensor | None, chunk_size: int
 ) -> tuple[Tensor, Tensor]:
@@ -85,36 +150,36 @@ def chunked_core(
         a = F.pad(a, (0, 0, 0, pad))
         B = F.pad(B, (0, 0, 0, 0, 0, pad))
         C = F.pad(C, (0, 0, 0, 0, 0, pad))
-    xs = rearrange(xw, "b (c q) (g r) p -> b c q g r p", q=Q, r=r)
+    # heads-major layouts, so that every product below is a batched matmul over (b, g, r, chunk)
+    xs = rearrange(xw, "b (c q) (g r) p -> b g r c q p", q=Q, r=r).contiguous()
     ac = rearrange(a, "b (c q) (g r) -> b g r c q", q=Q, r=r)
-    Bc = rearrange(B, "b (c q) g n -> b c q g n", q=Q)
-    Cc = rearrange(C, "b (c q) g n -> b c q g n", q=Q)
+    Bc = rearrange(B, "b (c q) g n -> b g 1 c q n", q=Q).contiguous()
+    Cc = rearrange(C, "b (c q) g n -> b g 1 c q n", q=Q).contiguous()
 
     # intra-chunk: (M ∘ C Bᵀ)(w x) within each chunk
-    decay = torch.exp(segsum(ac))  # b g r c i j
-    cb = torch.einsum("bcign,bcjgn->bgcij", Cc, Bc)
-    y = torch.einsum("bgrcij,bcjgrp->bcigrp", decay * cb[:, :, None], xs)
+    decay = decay_matrix(ac)  # b g r c i j
+    y = (decay * (Cc @ Bc.transpose(-1, -2))) @ xs  # b g r c q p
 
-    # the state each chunk makes on its own, decayed to the chunk's end
-    to_end = torch.exp(_suffix_sum(ac))  # b g r c j
-    states = torch.einsum("bcjgn,bgrcj,bcjgrp->bcgrpn", Bc, to_end, xs)
+    # the state each chunk makes on its own, decayed to the chunk's end (transposed: N × P)
+    to_end = torch.exp(_suffix_sum(ac))  # b g r c q
+    states = (Bc * to_end[..., None]).transpose(-1, -2) @ xs  # b g r c n p
 
-    # inter-chunk recurrence as one semiseparable product over chunks (entry 0 is the initial state)
+    # inter-chunk recurrence over the chunk states (entry 0 is the initial state)
     if initial_states is None:
-        init = states.new_zeros(batch, 1, groups, r, headdim, dstate)
+        init = states.new_zeros(batch, groups, r, 1, dstate, headdim)
     else:
-        init = rearrange(initial_states, "b (g r) p n -> b 1 g r p n", r=r)
-    states = torch.cat([init, states], dim=1)
-    chunk_decay = torch.exp(segsum(F.pad(ac.sum(dim=-1), (1, 0))))  # b g r z c
-    passed = torch.einsum("bgrzc,bcgrpn->bzgrpn", chunk_decay, states)
-    entering, final = passed[:, :-1], passed[:, -1]
+        init = rearrange(initial_states, "b (g r) p n -> b g r 1 n p", r=r)
+    flat = rearrange(torch.cat([init, states], dim=3), "b g r c n p -> b g r c (n p)")
+    passed = scalar_decay_scan(F.pad(ac.sum(dim=-1), (1, 0)), flat)
+    passed = rearrange(passed, "b g r c (n p) -> b g r c n p", n=dstate)
+    entering, final = passed[:, :, :, :-1], passed[:, :, :, -1]
 
     # what the state entering each chunk contributes to the chunk's outputs
-    from_start = torch.exp(torch.cumsum(ac, dim=-1))  # b g r c i
-    y = y + torch.einsum("bcign,bcgrpn,bgrci->bcigrp", Cc, entering, from_start)
+    from_start = torch.exp(torch.cumsum(ac, dim=-1))  # b g r c q
+    y = y + (Cc * from_start[..., None]) @ entering
 
-    y = rearrange(y, "b c q g r p -> b (c q) (g r) p")[:, :length]
-    return y, rearrange(final, "b g r p n -> b (g r) p n")
+    y = rearrange(y, "b g r c q p -> b (c q) (g r) p")[:, :length]
+    return y, rearrange(final, "b g r n p -> b (g r) p n")
 
 
 def ssd_scan_chunked(

@@ -11,7 +11,7 @@ from einops import rearrange, repeat
 
 from ssmad.errors import InputError
 from ssmad.ssm import selective_scan_ref, ssd_scan, ssd_scan_ref
-from ssmad.ssm.ssd_chunked import segsum
+from ssmad.ssm.ssd_chunked import decay_matrix, scalar_decay_scan, segsum
 
 F64 = torch.float64
 
@@ -131,12 +131,30 @@ def test_segsum_is_the_direct_sum():
             torch.testing.assert_close(s[:, i, j], expected, rtol=1e-14, atol=1e-14)
 
 
+def test_decay_matrix_is_exp_of_segsum():
+    a = -torch.rand(2, 3, 16, dtype=F64) * 4
+    torch.testing.assert_close(decay_matrix(a), torch.exp(segsum(a)), rtol=1e-14, atol=0)
+
+
+def test_scalar_decay_scan_by_blocks_matches_a_loop():
+    # n = 100 steps with blocks of 4: three levels of recursion
+    g = torch.Generator().manual_seed(0)
+    log_decay = -torch.rand(2, 100, generator=g, dtype=F64)
+    S = torch.randn(2, 100, 3, generator=g, dtype=F64)
+    h, expected = torch.zeros(2, 3, dtype=F64), []
+    for t in range(100):
+        h = torch.exp(log_decay[:, t, None]) * h + S[:, t]
+        expected.append(h)
+    assert_rel(scalar_decay_scan(log_decay, S, block=4), torch.stack(expected, dim=1), 1e-13, "states")
+
+
 CASES = [
     # (length, chunk, groups, softplus, extras)
     (37, 16, 2, True, "all"),  # not a multiple of the chunk, G < H
     (70, 64, 1, False, "all"),  # one full chunk and a partial one, one group
     (1, 64, 4, True, "all"),  # L = 1, G = H
     (48, 16, 2, False, "none"),  # exact multiple, no optional inputs
+    (150, 4, 2, True, "all"),  # 38 chunks: the inter-chunk recurrence goes by blocks
 ]
 
 
