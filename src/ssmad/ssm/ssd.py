@@ -7,6 +7,10 @@ backend        what it is                                                       
 ``torch``      the chunked dual form in plain PyTorch (:mod:`ssmad.ssm.ssd_chunked`)       any
 ``auto``       ``torch``                                                                    any
 =============  ===========================================================================  =======
+
+Mamba-3 switches (:mod:`ssmad.ssm.ssd_mamba3`): ``trapezoid_lambda=`` (exponential-trapezoidal rule, through the
+same chunked path) and :func:`~ssmad.ssm.ssd_mamba3.ssd_rotary` (data-dependent rotary state, by rotating ``B``
+and ``C`` before the scan).
 """
 
 from __future__ import annotations

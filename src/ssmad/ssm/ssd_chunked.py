@@ -8,16 +8,20 @@ adds nothing). With log-decays ``a_t = dt_t A`` and input weights ``w_t`` (``w =
     inter-chunk   h_c   = exp(Σ_{chunk c} a) h_{c-1} + S_c                                   (h_{-1} = initial state)
     chunk output  y_i  += exp(Σ_{k ≤ i in the chunk} a_k) h_{c-1} C_i
 
-Every sum of log-decays between two positions is summed directly (:func:`segsum`, a masked cumulative sum),
-never as a difference of two long cumulative sums, so no precision is lost to cancellation; the inter-chunk
-recurrence is the same 1-semiseparable product one level up (chunks instead of steps), one batched matmul.
-All maths runs in float32 (float64 for float64 inputs).
+Every sum of log-decays between two positions is summed directly, never as a difference of two long cumulative
+sums, so no precision is lost to cancellation: :func:`segsum` is the readable definition, :func:`decay_matrix`
+forms the same sums as one matmul with a 0/1 segment indicator. The inter-chunk recurrence is the same
+semiseparable product one level up (chunks instead of steps), solved by blocks (:func:`scalar_decay_scan`) so that
+its cost stays linear in the number of chunks. All maths runs in float32 (float64 for float64 inputs).
 
-Gradients come from autograd through these few batched matmuls, cumulative sums and exponentials: each backward
-op is again a batched matmul or an elementwise map of the same size, so the backward costs about twice the forward
-in FLOPs and bytes, which is what a hand-written backward would cost too; what it costs extra is memory (autograd
-keeps the ``(b, H, L/Q, Q, Q)`` decay matrix and the ``(b, G, L/Q, Q, Q)`` ``C Bᵀ`` products, ``Q / P`` and ``Q / N``
-times the size of ``x``), which is small at the chunk sizes used here.
+Gradients come from autograd. Every op here is a batched matmul, an exp, a cumulative sum or an elementwise product
+whose backward is an op of the same kind and size, so the backward costs about twice the forward (1.5–2.5× measured by
+``ssmad bench ssd``), which is the order a hand-written backward would have too; one could save memory passes by
+recomputing the decay matrix instead of keeping it, not change the cost's order. Autograd keeps the
+``(b, H, L/Q, Q, Q)`` decay matrix and ``C Bᵀ`` products, ``Q / P`` and ``Q / N`` times the size of ``x``. What
+separates this path from the roofline at MambaADv2's small heads (P = N = 16) is the number of unfused passes over
+tensors the size of ``x`` in eager PyTorch and the low efficiency of batched 16 × 16 matmuls on a CPU; only a fused
+kernel removes those.
 
 The Mamba-3 trapezoid rule goes through the same core with a modified input weight and a diagonal correction; the
 derivation is in :mod:`ssmad.ssm.ssd_mamba3`.
