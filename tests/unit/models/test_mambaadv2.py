@@ -13,14 +13,29 @@ from ssmad.models.mambaadv2 import MambaADv2, MambaADv2Config, local_redundancy,
 SWITCHES = ("matrix_path", "recurrent_path", "trapezoid", "rotary", "bc_norm", "freq_conv", "progressive")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def encoder() -> TimmEncoder:
     torch.manual_seed(0)
-    return TimmEncoder("resnet18", pretrained=False)
+    return TimmEncoder("tf_efficientnet_lite0", pretrained=False)
 
 
 def tiny(**kw) -> MambaADv2Config:
-    base = dict(encoder="resnet18", pretrained=False, image_size=64, decoder_depths=(2, 2, 2, 2), d_state=4)
+    base = dict(
+        encoder="tf_efficientnet_lite0",
+        pretrained=False,
+        image_size=64,
+        decoder_depths=(2, 2, 2, 2),
+        d_state=4,
+        headdim=8,
+    )
     base.update(kw)
     return MambaADv2Config(**base)
 
@@ -34,9 +49,9 @@ def test_shapes_loss_and_maps(encoder: TimmEncoder) -> None:
         [tuple(d.shape) for d in dec]
         == [tuple(e.shape) for e in enc]
         == [
-            (2, 64, 16, 24),
-            (2, 128, 8, 12),
-            (2, 256, 4, 6),
+            (2, 24, 16, 24),
+            (2, 40, 8, 12),
+            (2, 112, 4, 6),
         ]
     )
     loss = net.loss(enc, dec)
