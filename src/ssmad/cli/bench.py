@@ -25,14 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssd.add_argument("--json", default=None, help="also write the table to this new JSON file")
     ssd.set_defaults(func=_run_ssd)
     mad = targets.add_parser(
-        "mambaad", help="MambaAD vs RD4AD: train step, images/s, FLOPs, efficiency ratio (decoder cost per FLOP)"
+        "mambaad",
+        help="MambaAD vs MambaADv2 vs RD4AD: train step, images/s, FLOPs, efficiency ratio (decoder cost per FLOP)",
     )
     mad.add_argument("--batch", type=int, default=8, help="images per batch (default 8)")
     mad.add_argument("--size", type=int, default=256, help="square input size, a multiple of 32 (default 256)")
-    mad.add_argument("--encoder", default="resnet34", help="timm encoder shared by both models (default resnet34)")
+    mad.add_argument("--encoder", default="resnet34", help="timm encoder shared by all models (default resnet34)")
     mad.add_argument("--repeats", type=int, default=2, help="timed inference rounds after a warm-up (min is kept)")
     mad.add_argument("--train-repeats", type=int, default=1, help="timed training-step rounds (0: skip training)")
-    mad.add_argument("--models", default="mambaad,rd4ad", help="comma-separated models (default mambaad,rd4ad)")
+    mad.add_argument(
+        "--models",
+        default="mambaad,mambaadv2,rd4ad",
+        help="comma-separated models (default mambaad,mambaadv2,rd4ad)",
+    )
     mad.add_argument("--json", default=None, help="also write the report to this new JSON file")
     mad.set_defaults(func=_run_mambaad)
 
