@@ -46,7 +46,7 @@ class GlobalFilter(nn.Module):
 
     def filter_for(self, h: int, w: int) -> Tensor:
         """The complex filter ``(C, h, w // 2 + 1)`` for an ``h × w`` map (resized when not the reference size)."""
-        weight = self.weight
+        weight: Tensor = self.weight
         if (h, w // 2 + 1) != tuple(weight.shape[1:3]):
             grid = weight.permute(0, 3, 1, 2)  # (C, 2, h0, w0')
             grid = F.interpolate(grid, size=(h, w // 2 + 1), mode="bilinear", align_corners=True)

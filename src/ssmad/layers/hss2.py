@@ -67,7 +67,7 @@ convolves ``xBC``; Mamba-3 drops it, we keep it for 2-D locality); initialisatio
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -131,14 +131,17 @@ def _selective_form(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor) -> T
     u = rearrange(x, "b l h p -> b (h p) l")
     delta = rearrange(dt.unsqueeze(-1).expand(b, length, heads, p), "b l h p -> b (h p) l")
     a = A.repeat_interleave(p).unsqueeze(1).expand(heads * p, n)
-    y = selective_scan(
-        u.contiguous(),
-        delta.contiguous(),
-        a.contiguous(),
-        rearrange(B, "b l g n -> b g n l").contiguous(),
-        rearrange(C, "b l g n -> b g n l").contiguous(),
+    y = cast(
+        Tensor,
+        selective_scan(
+            u.contiguous(),
+            delta.contiguous(),
+            a.contiguous(),
+            rearrange(B, "b l g n -> b g n l").contiguous(),
+            rearrange(C, "b l g n -> b g n l").contiguous(),
+        ),
     )
-    return rearrange(y, "b (h p) l -> b l h p", p=p)  # type: ignore[arg-type]
+    return rearrange(y, "b (h p) l -> b l h p", p=p)
 
 
 def sequence_ssd(

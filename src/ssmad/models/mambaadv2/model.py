@@ -91,6 +91,8 @@ class DSSDecoder(nn.Module):
         **dss_kwargs: Passed to every DSS module (and its HSS-v2 blocks).
     """
 
+    scan_plan: Tensor
+
     def __init__(
         self,
         dims: Sequence[int],
@@ -153,6 +155,8 @@ class MambaADv2(FeatureReconstructionNet):
         config: The model configuration.
         encoder: A ready encoder to use instead of building ``config.encoder``.
     """
+
+    decoder: DSSDecoder
 
     def __init__(self, config: MambaADv2Config | None = None, encoder: TimmEncoder | None = None) -> None:
         super().__init__()
