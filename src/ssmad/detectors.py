@@ -46,7 +46,7 @@ from .errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_VERSION", "ImageDetector", "MambaADDetector", "RD4ADDetector"]
+__all__ = ["FORMAT_VERSION", "ImageDetector", "MambaADDetector", "MambaADv2Detector", "RD4ADDetector"]
 
 #: Version of the folder layout written by :meth:`ImageDetector.save`.
 FORMAT_VERSION = 1
@@ -644,6 +644,21 @@ class MambaADDetector(ImageDetector):
     model_name = "mambaad"
     config_path = "ssmad.models.mambaad.config:MambaADConfig"
     network_path = "ssmad.models.mambaad:MambaAD"
+
+
+class MambaADv2Detector(ImageDetector):
+    """MambaADv2, *inspired by* the abstract of arXiv 2606.23126 (no official code or numbers).
+
+    MambaAD with DSS modules (SSD / Mamba-3 HSS-v2 blocks, frequency-enhanced convolutions) and progressive scanning.
+
+    Options: the fields of :class:`ssmad.models.mambaadv2.MambaADv2Config` (``encoder``, ``image_size``, the
+    novelty switches ``recurrent_path``, ``matrix_path``, ``trapezoid``, ``rotary``, ``bc_norm``, ``freq_conv``,
+    ``progressive`` ...). Higher score = more anomalous.
+    """
+
+    model_name = "mambaadv2"
+    config_path = "ssmad.models.mambaadv2.config:MambaADv2Config"
+    network_path = "ssmad.models.mambaadv2:MambaADv2"
 
 
 class RD4ADDetector(ImageDetector):

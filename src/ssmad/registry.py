@@ -21,6 +21,7 @@ from .errors import ConfigError, InputError
 #: Detector classes by model name. Every class takes its configuration as keyword arguments.
 DETECTORS: dict[str, str] = {
     "mambaad": "ssmad.detectors:MambaADDetector",
+    "mambaadv2": "ssmad.detectors:MambaADv2Detector",
     "rd4ad": "ssmad.detectors:RD4ADDetector",
     "acmamba": "ssmad.models.acmamba:ACMambaDetector",
     "rx": "ssmad.models.rx:RXDetector",

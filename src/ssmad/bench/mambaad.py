@@ -1,6 +1,6 @@
-"""MambaAD vs RD4AD benchmark: training step, inference images/s, FLOPs and the decoder's efficiency ratio.
+"""MambaAD vs MambaADv2 vs RD4AD benchmark: training step, inference images/s, FLOPs and the efficiency ratio.
 
-Both models are built multi-class, on ONE shared encoder instance (same architecture, same weights), and measured
+The models are built multi-class, on ONE shared encoder instance (same architecture, same weights), and measured
 side by side in one run, their calls interleaved (encoder, MambaAD, encoder, RD4AD, …) so that a change in the
 machine's load touches all of them alike:
 
@@ -12,7 +12,10 @@ machine's load touches all of them alike:
   RD4AD's step of the same round (paired ratios);
 * **FLOPs** of one forward: :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, 2 FLOPs
   per multiply-add) plus ``9 · batch · D · L · N`` for every selective-scan call, which the counter cannot see (our
-  scans are compiled kernels). The scan calls are recorded while counting by :func:`record_scans`;
+  scans are compiled kernels), and the same for every SSD-scan call of MambaADv2 (``D = heads · headdim``; the
+  chunked SSD path's own matmuls are not counted, so both models' scans are charged by the same rule). The scan
+  calls are recorded while counting by :func:`record_scans`. MambaADv2 decides its progressive scan plan on the
+  first batch it sees (here the benchmark's random batch), and the plan is printed with the table;
 * **efficiency ratio** of inference::
 
       (model forward time / encoder-only forward time) ÷ (model FLOPs / encoder FLOPs)
@@ -46,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..errors import ConfigError, InputError
 from ..ssm import directional as _directional
 from ..ssm import interface as _scan_interface
+from ..ssm import ssd as _ssd
 from .scan import MachineLimits, measure_machine
 
 logger = logging.getLogger(__name__)
@@ -68,7 +72,7 @@ __all__ = [
 SCAN_FLOPS_PER_UPDATE = 9
 
 #: Models the benchmark can build.
-MODELS: tuple[str, ...] = ("mambaad", "rd4ad")
+MODELS: tuple[str, ...] = ("mambaad", "mambaadv2", "rd4ad")
 
 
 @dataclass(frozen=True)
@@ -88,11 +92,13 @@ class ScanCall:
 
 @contextlib.contextmanager
 def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
-    """Record the shape of every :func:`ssmad.ssm.selective_scan` call made inside the block.
+    """Record the shape of every :func:`ssmad.ssm.selective_scan` and :func:`ssmad.ssm.ssd_scan` call in the block.
 
-    The function is replaced in :mod:`ssmad.ssm` and in every loaded ``ssmad`` module that imported it by name
-    (e.g. :mod:`ssmad.layers.ss2d`), and the layers' fused inference path is switched off so that every scan goes
-    through it (the count is the model's, whichever implementation runs); the originals are restored on exit.
+    The functions are replaced in :mod:`ssmad.ssm` and in every loaded ``ssmad`` module that imported them by name
+    (e.g. :mod:`ssmad.layers.ss2d`, :mod:`ssmad.layers.hss2`), and the layers' fused inference path is switched off
+    so that every scan goes through them (the count is the model's, whichever implementation runs); the originals
+    are restored on exit. An SSD call with ``x`` ``(batch, L, H, P)`` and state size N is recorded as a selective
+    scan of ``D = H · P`` channels: both update ``batch · D · L · N`` state entries.
 
     Args:
         run: Run the real scan. With ``False`` the call returns zeros of the right shapes instead (the FLOP count
@@ -102,6 +108,7 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
         The list the calls are appended to, in call order.
     """
     original = _scan_interface.selective_scan
+    original_ssd = _ssd.ssd_scan
     original_fused = _directional.fused_available
     calls: list[ScanCall] = []
 
@@ -113,16 +120,29 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
         want_last = kwargs.get("return_last_state", args[5] if len(args) > 5 else False)
         return (out, u.new_zeros(u.shape[0], u.shape[1], A.shape[1])) if want_last else out
 
+    def recording_ssd(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, **kwargs: object) -> object:
+        b, length, heads, p = (int(v) for v in x.shape)
+        calls.append(ScanCall(b, heads * p, length, int(B.shape[-1])))
+        if run:
+            return original_ssd(x, dt, A, B, C, **kwargs)  # type: ignore[arg-type]
+        out = torch.zeros_like(x)
+        if kwargs.get("return_final_states"):
+            return out, x.new_zeros(b, heads, p, int(B.shape[-1]))
+        return out
+
     def no_fusion(*args: object, **kwargs: object) -> bool:
         return False
 
     ours = [m for name, m in list(sys.modules.items()) if name == "ssmad" or name.startswith("ssmad.")]
     patched = [m for m in ours if getattr(m, "selective_scan", None) is original]
+    patched_ssd = [m for m in ours if getattr(m, "ssd_scan", None) is original_ssd]
     # the fused inference path does the K scans of a layer in one kernel call, out of the recorder's sight: the
     # layers take the composition (gather → one selective_scan per call → merge) while recording
     unfused = [m for m in ours if getattr(m, "fused_available", None) is original_fused]
     for module in patched:
         module.selective_scan = recording  # type: ignore[attr-defined]
+    for module in patched_ssd:
+        module.ssd_scan = recording_ssd  # type: ignore[attr-defined]
     for module in unfused:
         module.fused_available = no_fusion  # type: ignore[attr-defined]
     try:
@@ -130,6 +150,8 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
     finally:
         for module in patched:
             module.selective_scan = original  # type: ignore[attr-defined]
+        for module in patched_ssd:
+            module.ssd_scan = original_ssd  # type: ignore[attr-defined]
         for module in unfused:
             module.fused_available = original_fused  # type: ignore[attr-defined]
 
@@ -178,6 +200,7 @@ class ModelFigures:
     infer_times: list[float] = field(default_factory=list)
     train_times: list[float] = field(default_factory=list)
     paired_ratios: list[float] = field(default_factory=list)
+    note: str = ""
 
 
 @dataclass
@@ -218,6 +241,10 @@ def _build(name: str, encoder_name: str, size: int, encoder: nn.Module | None) -
         from ..models.mambaad import MambaAD, MambaADConfig
 
         return MambaAD(MambaADConfig(encoder=encoder_name, pretrained=False, image_size=size), encoder=encoder)
+    if name == "mambaadv2":
+        from ..models.mambaadv2 import MambaADv2, MambaADv2Config
+
+        return MambaADv2(MambaADv2Config(encoder=encoder_name, pretrained=False, image_size=size), encoder=encoder)
     from ..models.rd4ad import RD4AD, RD4ADConfig
 
     return RD4AD(RD4ADConfig(encoder=encoder_name, pretrained=False, image_size=size), encoder=encoder)
@@ -349,6 +376,7 @@ def run_mambaad_benchmark(
                 infer_times=infer[name],
                 train_times=train[name],
                 paired_ratios=paired,
+                note=_model_note(net),
             )
         )
     report = BenchReport(
@@ -370,6 +398,12 @@ def run_mambaad_benchmark(
     if json_path is not None:
         _write_json(report, Path(json_path))
     return report
+
+
+def _model_note(net: nn.Module) -> str:
+    """What the table cannot show: MambaADv2's scan directions per decoder stage (coarsest first)."""
+    plan = getattr(getattr(net, "decoder", None), "scan_plan", None)
+    return "" if plan is None else f"scan directions per stage (stride 32→4) {plan.tolist()}"
 
 
 def format_report(report: BenchReport) -> str:
@@ -416,6 +450,7 @@ def format_report(report: BenchReport) -> str:
             f"{m.name}: inference rounds [{times}] s"
             + (f", training rounds [{ttimes}] s" if ttimes else "")
             + f"; efficiency ratio of each round against the encoder call just before it [{paired}]"
+            + (f"; {m.note}" if m.note else "")
         )
     lines.append("encoder: inference rounds [" + ", ".join(f"{t:.2f}" for t in r.encoder_times) + "] s")
     if r.encoder_train_times:

@@ -94,7 +94,7 @@ def overrides_to_dict(overrides: Sequence[tuple[str, str, str]]) -> dict[str, di
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by the commands that build a run configuration (train, demo)."""
     parser.add_argument("--config", metavar="FILE|PRESET", help="YAML configuration file or shipped preset name")
-    parser.add_argument("--model", metavar="NAME", help="model name (mambaad, rd4ad); same as --model.name")
+    parser.add_argument("--model", metavar="NAME", help="model name (mambaad, mambaadv2, rd4ad); same as --model.name")
     parser.add_argument("--seed", type=int, help="seed of every random generator (trainer.seed; default 42)")
     parser.add_argument(
         "--deterministic", action="store_true", default=None, help="deterministic kernels (trainer.deterministic)"

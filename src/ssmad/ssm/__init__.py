@@ -1,4 +1,4 @@
-"""The maths room: Mamba's selective scan (reference oracle and fast backends) and SSM initialisers.
+"""The maths room: Mamba's selective scan, Mamba-2's SSD scan (oracles and fast paths), SSM initialisers.
 
 Only torch and numpy are needed here; nothing in this package imports a higher room of ssmad.
 """
@@ -18,9 +18,13 @@ from .interface import (
     selective_scan,
 )
 from .reference import selective_scan_ref
+from .ssd import SSD_BACKENDS, ssd_scan
+from .ssd_mamba3 import ssd_rotary
+from .ssd_reference import ssd_scan_ref
 
 __all__ = [
     "BACKENDS",
+    "SSD_BACKENDS",
     "available_backends",
     "backend_available",
     "backend_status",
@@ -32,4 +36,7 @@ __all__ = [
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",
+    "ssd_rotary",
+    "ssd_scan",
+    "ssd_scan_ref",
 ]

@@ -157,3 +157,39 @@ def test_training_ratios_are_paired_by_round_and_printed_with_the_encoder_alone(
     assert "encoder alone (frozen, no autograd) 0.400 s" in text
     assert "training step mambaad: 6.000 s = 15.00× the encoder alone" in text and "3.00× rd4ad's" in text
     assert "(paired rounds [2.00, 4.50])" in text
+
+
+def test_ssd_scan_flops_of_a_tiny_mambaadv2_equal_the_hand_count_from_its_plan() -> None:
+    from ssmad.models.mambaadv2 import MambaADv2, MambaADv2Config
+
+    depths, n, size, batch, plan = (2, 2, 2, 2), 4, 64, 2, (8, 4, 2, 1)
+    cfg = MambaADv2Config(
+        encoder="resnet18",
+        pretrained=False,
+        image_size=size,
+        decoder_depths=depths,
+        d_state=n,
+        headdim=8,
+        bottleneck_dim=64,
+        scan_backend="ssd",
+    )
+    net = MambaADv2(cfg).eval()
+    net.decoder.scan_plan.copy_(torch.tensor(plan))
+    widths, strides = (64, 256, 128, 64), (32, 16, 8, 4)
+    expected_calls = []
+    for depth, width, stride, k in zip(depths, widths, strides, plan, strict=True):
+        side = size // stride
+        # the K directions are folded into the batch of one SSD call: x is (batch · K, L, heads, headdim)
+        expected_calls += [(batch * k, 2 * width, side * side, n)] * depth
+    images = torch.randn(batch, 3, size, size)
+    with record_scans(run=False) as calls, torch.no_grad():
+        net(images)
+    assert [(c.batch, c.dim, c.length, c.dstate) for c in calls] == expected_calls
+    flops = count_flops(lambda: net(images))
+    assert flops.scans == sum(9 * b * d * length * state for b, d, length, state in expected_calls)
+    # the same counts whichever kernel runs the recurrence (the CPU path goes through selective_scan)
+    net_cpu = MambaADv2(MambaADv2Config(**{**cfg.to_dict(), "scan_backend": "selective"})).eval()
+    net_cpu.decoder.scan_plan.copy_(torch.tensor(plan))
+    with record_scans(run=False) as calls_cpu, torch.no_grad():
+        net_cpu(images)
+    assert [(c.batch, c.dim, c.length, c.dstate) for c in calls_cpu] == expected_calls
