@@ -159,14 +159,8 @@ class MambaADv2(FeatureReconstructionNet):
     decoder: DSSDecoder
 
     def __init__(self, config: MambaADv2Config | None = None, encoder: TimmEncoder | None = None) -> None:
-        super().__init__()
-        self.config = config = config or MambaADv2Config()
-        self.encoder = encoder or TimmEncoder(
-            config.encoder,
-            pretrained=config.pretrained,
-            weights=config.encoder_weights,
-            allow_download=config.allow_download,
-        )
+        super().__init__(config or MambaADv2Config(), encoder)
+        config = self.config
         dims = decoder_dims(self.encoder.channels, config.bottleneck_dim)
         self.mff_oce = MFFOCE(self.encoder.channels, dims[0], config.oce_blocks)
         h, w = config.image_hw
@@ -206,11 +200,13 @@ class MambaADv2(FeatureReconstructionNet):
     def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Encode and reconstruct; ``(enc, dec)`` as MambaAD (three maps each, strides 4, 8, 16)."""
         check_divisible(tuple(images.shape[-2:]), 32, "MambaADv2")
-        enc = self.encoder(images)
+        return super().forward(images)
+
+    def reconstruct(self, enc: Sequence[Tensor]) -> list[Tensor]:
+        """Fuse and decode the encoder maps (finest first); the first call decides the progressive scan plan."""
         if not self.decoder.plan_set:
             self.set_scan_plan(enc)
-        dec = self.decoder(self.mff_oce(enc))
-        return enc, dec
+        return self.decoder(self.mff_oce(enc))
 
     def loss(self, enc: Sequence[Tensor], dec: Sequence[Tensor]) -> Tensor:
         """Training loss: ``5 · Σ MSE`` (default) or ADer's flattened cosine loss (MambaAD's)."""
