@@ -5,8 +5,12 @@ backend        what it is                                                       
 =============  ===========================================================================  =======
 ``reference``  the sequential oracle (:func:`ssmad.ssm.ssd_reference.ssd_scan_ref`)        any
 ``torch``      the chunked dual form in plain PyTorch (:mod:`ssmad.ssm.ssd_chunked`)       any
-``auto``       ``torch``                                                                    any
+``cpu``        C++ recurrence compiled on first use, own backward (:mod:`ssmad.ssm.ssd_cpu`) CPU
+``auto``       ``cpu`` for CPU tensors when the kernel compiles here, else ``torch``         any
 =============  ===========================================================================  =======
+
+The ``cpu`` kernel has no trapezoid rule: with ``trapezoid_lambda`` both ``cpu`` and ``auto`` run ``torch``
+(logged once).
 
 Mamba-3 switches (:mod:`ssmad.ssm.ssd_mamba3`): ``trapezoid_lambda=`` (exponential-trapezoidal rule, through the
 same chunked path) and :func:`~ssmad.ssm.ssd_mamba3.ssd_rotary` (data-dependent rotary state, by rotating ``B``
@@ -15,15 +19,49 @@ and ``C`` before the scan).
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, MissingDependencyError
 from .ssd_reference import check_ssd_inputs, ssd_scan_ref
 
-SSDBackend = Literal["auto", "reference", "torch"]
-SSD_BACKENDS: tuple[str, ...] = ("reference", "torch")
+logger = logging.getLogger(__name__)
+
+SSDBackend = Literal["auto", "reference", "torch", "cpu"]
+SSD_BACKENDS: tuple[str, ...] = ("reference", "torch", "cpu")
+_trapezoid_logged = False
+
+
+def _resolve(backend: str, x: Tensor, trapezoid: bool) -> str:
+    """The backend that runs: ``auto`` → ``cpu`` (CPU tensors, kernel built) or ``torch``; no trapezoid in ``cpu``."""
+    global _trapezoid_logged
+    if backend not in ("auto", "cpu"):
+        return backend
+    if backend == "cpu":
+        from . import ssd_cpu
+
+        if x.device.type != "cpu":
+            raise InputError(f"ssd_scan: backend 'cpu' needs CPU tensors, got {x.device}; use backend='auto'")
+        if not ssd_cpu.is_available():
+            raise MissingDependencyError(
+                "ssd_scan: backend 'cpu' is not available: the C++ kernel needs a working C++ compiler (g++/clang++) "
+                "and SSMAD_NO_COMPILE unset; use backend='auto' or 'torch'"
+            )
+    elif x.device.type != "cpu":
+        return "torch"
+    else:
+        from . import ssd_cpu
+
+        if not ssd_cpu.is_available():
+            return "torch"
+    if trapezoid:
+        if not _trapezoid_logged:
+            logger.info("ssd_scan: the cpu kernel has no trapezoid rule; trapezoid_lambda runs on the torch backend")
+            _trapezoid_logged = True
+        return "torch"
+    return "cpu"
 
 
 def ssd_scan(
@@ -68,7 +106,7 @@ def ssd_scan(
         trapezoid_lambda: Mamba-3 exponential-trapezoidal weights ``λ`` ``(batch, L, H)``, values in ``[0, 1]``
             (see :mod:`ssmad.ssm.ssd_mamba3`); omitted means ``λ = 1``, the recurrence above.
         return_final_states: Also return the state after the last step.
-        backend: ``auto``, ``reference`` or ``torch``.
+        backend: ``auto``, ``reference``, ``torch`` or ``cpu`` (module docstring).
 
     Returns:
         ``y`` ``(batch, L, H, P)`` in the dtype of ``x``; with ``return_final_states`` also the final state
@@ -77,12 +115,12 @@ def ssd_scan(
 
     Raises:
         InputError: Shapes that do not fit the contract above, a positive ``A``, mixed devices, unknown backend.
+        MissingDependencyError: ``backend="cpu"`` where the kernel cannot be compiled.
     """
     check_ssd_inputs(x, dt, A, B, C, D, z, dt_bias, initial_states, trapezoid_lambda, chunk_size)
-    if backend == "auto":
-        backend = "torch"
-    if backend not in SSD_BACKENDS:
+    if backend != "auto" and backend not in SSD_BACKENDS:
         raise InputError(f"ssd_scan: unknown backend {backend!r}; choose one of auto, {', '.join(SSD_BACKENDS)}")
+    backend = _resolve(backend, x, trapezoid_lambda is not None)
     kwargs = dict(
         D=D,
         z=z,
@@ -94,6 +132,11 @@ def ssd_scan(
     )
     if backend == "reference":
         return ssd_scan_ref(x, dt, A, B, C, **kwargs)
+    if backend == "cpu":
+        from .ssd_cpu import ssd_scan_cpu
+
+        del kwargs["trapezoid_lambda"]
+        return ssd_scan_cpu(x, dt, A, B, C, **kwargs)  # type: ignore[arg-type]
     from .ssd_chunked import ssd_scan_chunked
 
     return ssd_scan_chunked(x, dt, A, B, C, chunk_size=chunk_size, **kwargs)

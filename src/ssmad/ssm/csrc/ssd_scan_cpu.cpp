@@ -1,0 +1,285 @@
+// SSD scan (Mamba-2 core recurrence: one scalar decay per head) for CPUs: forward and backward.
+//
+//   a_t = exp(dt_t * A_h)
+//   h_t = a_t * h_{t-1} + dt_t * x_t B_tᵀ          state (P, N) per (batch, head), h_{-1} = h0 or 0
+//   y_t = h_t C_t + D_h * x_t
+//
+// Layouts (all contiguous, row-major; the caller applies dt_bias/softplus before and the z gate after):
+//   x, y, dy, dx        : (batch, L, H, P)        dt, ddt : (batch, L, H)        A : (H,)
+//   B, C                : (batch, L, G, N)        group g serves heads [g H/G, (g+1) H/G)
+//   dB, dC (per head)   : (batch, L, H, N)        the caller sums the heads of a group
+//   D, dD               : (H, P) or null          dD is written per batch element: (batch, H, P)
+//   h0, hlast, dh0, dhl : (batch, H, P, N)        dA : (batch, H) per batch element
+//   ckpt                : (batch, H, n_chunks, N, P)  state before each chunk of T steps, saved by the forward
+//                          when gradients are needed; the backward recomputes the states inside a chunk from it
+//
+// Inside the kernel the state is held as [N][P]: a step is, for each n, a P-wide vector FMA with the broadcast
+// scalars B_t[n] and C_t[n] (no horizontal sums in the forward). P = N = 16 is compiled as a special case so the
+// compiler keeps fixed-size arrays; any other size takes the runtime-size instantiation.
+//
+// Backward, with g_t = dL/dh_t (including everything after t):
+//   g_t    = a_{t+1} g_{t+1} + dy_t C_tᵀ         (g_{L-1} starts from dL/dh_last)
+//   dx_t   = D dy_t + dt_t g_t B_t
+//   dB_t   = dt_t g_tᵀ x_t,   dC_t = h_tᵀ dy_t
+//   ddt_t  = A a_t <g_t, h_{t-1}> + x_tᵀ g_t B_t
+//   dA    += dt_t a_t <g_t, h_{t-1}>,   dD += dy_t * x_t,   dh0 = a_0 g_0
+//
+// Work item = (batch element, head); items are independent, so the caller (Python thread pool; ctypes releases
+// the GIL) runs item ranges in parallel. The readable oracle is ssmad/ssm/ssd_reference.py.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+// Flush denormals to zero for the duration of a call (decaying states underflow in long sequences, where x86
+// arithmetic on denormals is ~100x slower), restoring the caller's mode afterwards.
+struct DenormalGuard {
+#if defined(__SSE__) || defined(__x86_64__)
+  unsigned int saved;
+  DenormalGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }
+  ~DenormalGuard() { _mm_setcsr(saved); }
+#endif
+};
+
+struct Dims {
+  int64_t batch, L, H, P, G, N, chunk;
+  int64_t n_chunks() const { return (L + chunk - 1) / chunk; }
+};
+
+// Scratch memory: a fixed aligned array for the compile-time sizes, a heap vector otherwise.
+template <typename T, int SIZE>
+struct Buf {
+  alignas(64) T a[SIZE];
+  explicit Buf(int64_t) {}
+  T* data() { return a; }
+};
+
+template <typename T>
+struct Buf<T, 0> {
+  std::vector<T> a;
+  explicit Buf(int64_t n) : a(n) {}
+  T* data() { return a.data(); }
+};
+
+// One forward step on the state s[N][P]: s <- a s + (dt x) Bᵀ, acc <- acc + s C (acc starts at D x).
+template <typename T, int PS, int NS>
+inline void fwd_step(T* __restrict s, const T* __restrict xt, const T* __restrict bt, const T* __restrict ct,
+                     const T* __restrict Dh, T dtt, T a, T* __restrict yt, int64_t P_, int64_t N_) {
+  const int64_t P = PS ? PS : P_, N = NS ? NS : N_;
+  Buf<T, PS> xd_b(P), acc0_b(P), acc1_b(P);
+  T* __restrict xd = xd_b.data();
+  T* __restrict acc0 = acc0_b.data();
+  T* __restrict acc1 = acc1_b.data();
+#pragma omp simd
+  for (int64_t p = 0; p < P; ++p) {
+    xd[p] = dtt * xt[p];
+    acc0[p] = Dh ? Dh[p] * xt[p] : T(0);
+    acc1[p] = T(0);
+  }
+  // Two accumulators (even / odd n) halve the dependency chain of the output sum.
+  int64_t n = 0;
+  for (; n + 2 <= N; n += 2) {
+    const T b0 = bt[n], c0 = ct[n], b1 = bt[n + 1], c1 = ct[n + 1];
+    T* __restrict s0 = s + n * P;
+    T* __restrict s1 = s0 + P;
+#pragma omp simd
+    for (int64_t p = 0; p < P; ++p) {
+      s0[p] = a * s0[p] + b0 * xd[p];
+      s1[p] = a * s1[p] + b1 * xd[p];
+      acc0[p] += c0 * s0[p];
+      acc1[p] += c1 * s1[p];
+    }
+  }
+  if (n < N) {
+    const T b0 = bt[n], c0 = ct[n];
+    T* __restrict s0 = s + n * P;
+#pragma omp simd
+    for (int64_t p = 0; p < P; ++p) {
+      s0[p] = a * s0[p] + b0 * xd[p];
+      acc0[p] += c0 * s0[p];
+    }
+  }
+#pragma omp simd
+  for (int64_t p = 0; p < P; ++p) yt[p] = acc0[p] + acc1[p];
+}
+
+template <typename T, int PS, int NS>
+void forward_items(const Dims& d, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
+                   const T* h0, T* y, T* hlast, T* ckpt, int64_t i0, int64_t i1) {
+  const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L;
+  const int64_t nc = d.n_chunks();
+  Buf<T, PS * NS> s_b(P * N);
+  T* __restrict s = s_b.data();
+  for (int64_t item = i0; item < i1; ++item) {
+    const int64_t b = item / H, h = item % H, g = h / (H / G);
+    const T rate = A[h];
+    const T* Dh = D ? D + h * P : nullptr;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + h) * P + p) * N + n] : T(0);
+    for (int64_t t = 0; t < L; ++t) {
+      if (ckpt && t % d.chunk == 0) std::memcpy(ckpt + ((b * H + h) * nc + t / d.chunk) * N * P, s, sizeof(T) * N * P);
+      const int64_t row = b * L + t;
+      const T dtt = dt[row * H + h];
+      const T a = std::exp(dtt * rate);
+      fwd_step<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N, Dh, dtt, a,
+                          y + (row * H + h) * P, P, N);
+    }
+    if (hlast)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p) hlast[((b * H + h) * P + p) * N + n] = s[n * P + p];
+  }
+}
+
+template <typename T, int PS, int NS>
+void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
+                    const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dA, T* dB, T* dC, T* dD, T* dh0,
+                    int64_t i0, int64_t i1) {
+  const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L, T_ = d.chunk;
+  const int64_t nc = d.n_chunks();
+  const int64_t NP = N * P;
+  std::vector<T> hs_v((T_ + 1) * NP);  // states h_{t0-1} .. h_{t1-1} of the current chunk
+  T* __restrict hs = hs_v.data();
+  Buf<T, PS * NS> g_b(NP);
+  Buf<T, PS> gb_b(P), dd_b(P);
+  T* __restrict gs = g_b.data();
+  T* __restrict gb = gb_b.data();
+  T* __restrict dDacc = dd_b.data();
+  for (int64_t item = i0; item < i1; ++item) {
+    const int64_t b = item / H, h = item % H, g = h / (H / G);
+    const T rate = A[h];
+    const T* Dh = D ? D + h * P : nullptr;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t p = 0; p < P; ++p) gs[n * P + p] = dhlast ? dhlast[((b * H + h) * P + p) * N + n] : T(0);
+    for (int64_t p = 0; p < P; ++p) dDacc[p] = 0;
+    T dA_acc = 0;
+    for (int64_t c = nc - 1; c >= 0; --c) {
+      const int64_t t0 = c * T_, t1 = std::min(L, t0 + T_);
+      // Recompute the chunk's states from its checkpoint.
+      std::memcpy(hs, ckpt + ((b * H + h) * nc + c) * NP, sizeof(T) * NP);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t row = b * L + t;
+        const T dtt = dt[row * H + h];
+        const T a = std::exp(dtt * rate);
+        const T* __restrict xt = x + (row * H + h) * P;
+        const T* __restrict bt = B + (row * G + g) * N;
+        const T* __restrict prev = hs + (t - t0) * NP;
+        T* __restrict cur = hs + (t - t0 + 1) * NP;
+        for (int64_t n = 0; n < N; ++n) {
+          const T bn = dtt * bt[n];
+#pragma omp simd
+          for (int64_t p = 0; p < P; ++p) cur[n * P + p] = a * prev[n * P + p] + bn * xt[p];
+        }
+      }
+      for (int64_t t = t1 - 1; t >= t0; --t) {
+        const int64_t row = b * L + t;
+        const T dtt = dt[row * H + h];
+        const T a = std::exp(dtt * rate);
+        const T* __restrict xt = x + (row * H + h) * P;
+        const T* __restrict dyt = dy + (row * H + h) * P;
+        const T* __restrict bt = B + (row * G + g) * N;
+        const T* __restrict ct = C + (row * G + g) * N;
+        const T* __restrict prev = hs + (t - t0) * NP;
+        const T* __restrict cur = prev + NP;
+        T* __restrict dBt = dB + (row * H + h) * N;
+        T* __restrict dCt = dC + (row * H + h) * N;
+#pragma omp simd
+        for (int64_t p = 0; p < P; ++p) gb[p] = 0;
+        T s_dot = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          const T cn = ct[n], bn = bt[n];
+          T* __restrict gn = gs + n * P;
+          const T* __restrict hp = prev + n * P;
+          const T* __restrict hc = cur + n * P;
+          T sb = 0, sc = 0, sh = 0;
+#pragma omp simd reduction(+ : sb, sc, sh)
+          for (int64_t p = 0; p < P; ++p) {
+            const T gv = gn[p] + cn * dyt[p];  // g_t
+            gb[p] += gv * bn;
+            sb += gv * xt[p];
+            sc += hc[p] * dyt[p];
+            sh += gv * hp[p];
+            gn[p] = a * gv;  // a_t g_t: what step t-1 receives
+          }
+          dBt[n] = dtt * sb;
+          dCt[n] = sc;
+          s_dot += sh;
+        }
+        T sx = 0;
+        T* __restrict dxt = dx + (row * H + h) * P;
+#pragma omp simd reduction(+ : sx)
+        for (int64_t p = 0; p < P; ++p) {
+          dxt[p] = (Dh ? Dh[p] * dyt[p] : T(0)) + dtt * gb[p];
+          sx += xt[p] * gb[p];
+          dDacc[p] += dyt[p] * xt[p];
+        }
+        ddt[row * H + h] = rate * a * s_dot + sx;
+        dA_acc += dtt * a * s_dot;
+      }
+    }
+    dA[b * H + h] = dA_acc;
+    if (dD)
+      for (int64_t p = 0; p < P; ++p) dD[(b * H + h) * P + p] = dDacc[p];
+    if (dh0)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p) dh0[((b * H + h) * P + p) * N + n] = gs[n * P + p];
+  }
+}
+
+template <typename T>
+int forward(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* h0, T* y, T* hlast,
+            T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0,
+            int64_t i1) {
+  DenormalGuard guard;
+  const Dims d{batch, L, H, P, G, N, chunk};
+  if (P == 16 && N == 16)
+    forward_items<T, 16, 16>(d, x, dt, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+  else
+    forward_items<T, 0, 0>(d, x, dt, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+  return 0;
+}
+
+template <typename T>
+int backward(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* dy, const T* dhlast,
+             const T* ckpt, T* dx, T* ddt, T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t batch, int64_t L, int64_t H,
+             int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
+  DenormalGuard guard;
+  const Dims d{batch, L, H, P, G, N, chunk};
+  if (P == 16 && N == 16)
+    backward_items<T, 16, 16>(d, x, dt, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dA, dB, dC, dD, dh0, i0, i1);
+  else
+    backward_items<T, 0, 0>(d, x, dt, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dA, dB, dC, dD, dh0, i0, i1);
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int ssmad_ssd_abi_version() { return 1; }
+
+#define SSMAD_SSD_EXPORT(SUFFIX, T)                                                                                \
+  int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* h0, \
+                             T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G,   \
+                             int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                                   \
+    return forward<T>(x, dt, A, B, C, D, h0, y, hlast, ckpt, batch, L, H, P, G, N, chunk, i0, i1);                \
+  }                                                                                                                \
+  int ssmad_ssd_bwd_##SUFFIX(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* dy, \
+                             const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dA, T* dB, T* dC, T* dD, T* dh0,    \
+                             int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk,  \
+                             int64_t i0, int64_t i1) {                                                             \
+    return backward<T>(x, dt, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dA, dB, dC, dD, dh0, batch, L, H, P, G, N,   \
+                       chunk, i0, i1);                                                                             \
+  }
+
+SSMAD_SSD_EXPORT(f32, float)
+SSMAD_SSD_EXPORT(f64, double)
+
+}  // extern "C"

@@ -1,0 +1,196 @@
+"""The ``cpu`` backend of :func:`ssmad.ssm.ssd_scan`: a C++ SSD-scan kernel compiled on first use, with its backward.
+
+The source (``csrc/ssd_scan_cpu.cpp``) is plain C++17 (no torch headers, no OpenMP runtime: ``-fopenmp-simd`` only
+turns on the ``omp simd`` loop hints). It is built and cached by the machinery of the selective-scan kernel
+(:func:`ssmad.ssm.cpu._compile`: one library per source, compiler, flags and CPU, written atomically) and loaded
+with :mod:`ctypes`; work items (batch element × head) run in parallel on the same small thread pool.
+
+What runs where:
+
+* in torch, before the kernel: ``dt + dt_bias`` and the softplus (autograd carries their gradients);
+* in the kernel: the recurrence ``h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_tᵀ``, ``y_t = h_t C_t + D x_t``, the final
+  state, and the backward of all of it (``x, dt, A, B, C, D, initial_states``);
+* in torch, after the kernel: the ``z`` gate and the sum of ``dB``/``dC`` over the heads of a group (``G < H``).
+
+The forward keeps the state at the start of every chunk of :data:`CHUNK` steps when gradients are needed; the
+backward recomputes the states inside a chunk from it and runs the adjoint recurrence
+``g_t = exp(dt_{t+1} A) g_{t+1} + dy_t C_tᵀ`` (derivation in the C++ file), so memory stays
+``O(batch · H · P · N · L / CHUNK)``. Float32 inputs run in float32, float64 inputs in float64; float16/bfloat16
+are computed in float32.
+
+When no compiler is found, compilation fails, or ``SSMAD_NO_COMPILE=1`` is set, :func:`is_available` is False
+(logged once) and ``auto`` uses the ``torch`` backend. The Mamba-3 trapezoid rule is not in the kernel: calls with
+``trapezoid_lambda`` go to the ``torch`` backend (:func:`ssmad.ssm.ssd.ssd_scan` logs it once).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from . import cpu
+from .reference import compute_dtype
+from .ssd_reference import prepare_dt, skip_and_gate
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "ssd_scan_cpu.cpp"
+#: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
+CHUNK = 64
+_EXTRA_FLAGS = ("-fopenmp-simd",)
+_ABI_VERSION = 1
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_load_failed: str | None = None
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for suffix in ("f32", "f64"):
+        fwd = getattr(lib, f"ssmad_ssd_fwd_{suffix}")
+        fwd.argtypes = [p] * 10 + [i64] * 9
+        fwd.restype = ctypes.c_int
+        bwd = getattr(lib, f"ssmad_ssd_bwd_{suffix}")
+        bwd.argtypes = [p] * 16 + [i64] * 9
+        bwd.restype = ctypes.c_int
+    lib.ssmad_ssd_abi_version.restype = ctypes.c_int
+
+
+def _build() -> Path:
+    """Compile (or find in the cache) the kernel library; raises RuntimeError/OSError on failure."""
+    cxx = cpu._compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++/clang++)")
+    return cpu._compile(cxx, SOURCE, _EXTRA_FLAGS)
+
+
+def load_library() -> ctypes.CDLL | None:
+    """Compile (first time) and load the kernel; None when that is impossible here (the reason is logged once)."""
+    global _lib, _load_failed
+    if _lib is not None or _load_failed is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _load_failed is not None:
+            return _lib
+        if os.environ.get("SSMAD_NO_COMPILE", "").strip() not in ("", "0"):
+            _load_failed = "SSMAD_NO_COMPILE is set"
+        else:
+            try:
+                lib = ctypes.CDLL(str(_build()))
+                _declare(lib)
+                if lib.ssmad_ssd_abi_version() != _ABI_VERSION:
+                    raise RuntimeError("stale kernel library (ABI version mismatch)")
+                _lib = lib
+            except (OSError, RuntimeError, AttributeError) as err:
+                _load_failed = str(err)
+        if _load_failed is not None:
+            level = logging.INFO if "SSMAD_NO_COMPILE" in _load_failed else logging.WARNING
+            logger.log(level, "ssd_scan: compiled CPU kernel unavailable (%s); using torch instead", _load_failed)
+    return _lib
+
+
+def is_available() -> bool:
+    """Whether the compiled SSD kernel can be used in this process."""
+    return load_library() is not None
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _SSDCpu(torch.autograd.Function):
+    """``(x, dt, A, B, C, D, h0) -> (y, h_last)`` on the kernel; ``dt`` already biased/softplused."""
+
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, D, h0):  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        batch, length, heads, headdim = x.shape
+        groups, dstate = B.shape[2], B.shape[3]
+        chunk = max(1, min(CHUNK, length))
+        n_chunks = math.ceil(length / chunk)
+        train = any(ctx.needs_input_grad)
+        y = torch.empty_like(x)
+        last = x.new_empty(batch, heads, headdim, dstate)
+        ckpt = x.new_empty(batch, heads, n_chunks, dstate, headdim) if train else None
+        fn = lib.ssmad_ssd_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_fwd_f32
+        ptrs = (x, dt, A, B, C, D, h0, y, last, ckpt)
+        args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, chunk)
+        cpu._run_parallel(fn, batch * heads, args, batch * length * heads * headdim * dstate)
+        if train:
+            ctx.save_for_backward(x, dt, A, B, C, D, ckpt)
+            ctx.chunk = chunk
+            ctx.has_h0 = h0 is not None
+        return y, last
+
+    @staticmethod
+    def backward(ctx, dy, dlast):  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        x, dt, A, B, C, D, ckpt = ctx.saved_tensors
+        batch, length, heads, headdim = x.shape
+        groups, dstate = B.shape[2], B.shape[3]
+        dy = torch.zeros_like(x) if dy is None else dy.contiguous()
+        dlast = None if dlast is None else dlast.contiguous()
+        dx = torch.empty_like(x)
+        ddt = torch.empty_like(dt)
+        dA = x.new_empty(batch, heads)
+        dBh = x.new_empty(batch, length, heads, dstate)
+        dCh = x.new_empty(batch, length, heads, dstate)
+        dD = None if D is None else x.new_empty(batch, heads, headdim)
+        dh0 = x.new_empty(batch, heads, headdim, dstate) if ctx.has_h0 else None
+        fn = lib.ssmad_ssd_bwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_bwd_f32
+        ptrs = (x, dt, A, B, C, D, dy, dlast, ckpt, dx, ddt, dA, dBh, dCh, dD, dh0)
+        args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, ctx.chunk)
+        cpu._run_parallel(fn, batch * heads, args, batch * length * heads * headdim * dstate)
+        if groups != heads:  # heads of a group share B and C: their gradients add up
+            dBh = dBh.view(batch, length, groups, heads // groups, dstate).sum(3)
+            dCh = dCh.view(batch, length, groups, heads // groups, dstate).sum(3)
+        return dx, ddt, dA.sum(0), dBh, dCh, (None if dD is None else dD.sum(0)), dh0
+
+
+def ssd_scan_cpu(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    *,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+    initial_states: Tensor | None = None,
+    return_final_states: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """SSD scan on the compiled kernel; arguments and results as :func:`ssmad.ssm.ssd.ssd_scan` (no trapezoid).
+
+    Shapes: ``x``, ``z`` ``(batch, L, H, P)``; ``dt`` ``(batch, L, H)``; ``A``, ``dt_bias`` ``(H,)``; ``B``, ``C``
+    ``(batch, L, G, N)``; ``D`` ``(H,)`` or ``(H, P)``; ``initial_states`` ``(batch, H, P, N)``.
+
+    Raises:
+        ValueError: Tensors not on the CPU, or the kernel not available.
+    """
+    if x.device.type != "cpu":
+        raise ValueError(f"the 'cpu' ssd_scan backend needs CPU tensors, got {x.device}")
+    if load_library() is None:
+        raise ValueError("the 'cpu' ssd_scan backend is not available here (no working C++ compiler)")
+    cdt = compute_dtype(x, dt, A, B, C, D, z, dt_bias, initial_states)
+    headdim = x.shape[3]
+    xc = x.to(cdt).contiguous()
+    dtc = prepare_dt(dt, dt_bias, dt_softplus, cdt).contiguous()
+    Dc = None
+    if D is not None:
+        Dc = (D.to(cdt) if D.dim() == 2 else D.to(cdt)[:, None].expand(-1, headdim)).contiguous()
+    h0 = None if initial_states is None else initial_states.to(cdt).contiguous()
+    y, last = _SSDCpu.apply(xc, dtc, A.to(cdt).contiguous(), B.to(cdt).contiguous(), C.to(cdt).contiguous(), Dc, h0)
+    out = skip_and_gate(y, xc, None, z).to(x.dtype)
+    return (out, last) if return_final_states else out
