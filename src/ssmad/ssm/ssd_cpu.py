@@ -62,6 +62,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         bwd.argtypes = [p] * 16 + [i64] * 9
         bwd.restype = ctypes.c_int
     lib.ssmad_ssd_abi_version.restype = ctypes.c_int
+    lib.ssmad_ssd_head_block.restype = ctypes.c_int64
 
 
 def _build() -> Path:
@@ -124,7 +125,8 @@ class _SSDCpu(torch.autograd.Function):
         fn = lib.ssmad_ssd_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_fwd_f32
         ptrs = (x, dt, A, B, C, D, h0, y, last, ckpt)
         args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, chunk)
-        cpu._run_parallel(fn, batch * heads, args, batch * length * heads * headdim * dstate)
+        items = batch * math.ceil(heads / lib.ssmad_ssd_head_block())  # forward item: (batch, block of heads)
+        cpu._run_parallel(fn, items, args, batch * length * heads * headdim * dstate)
         if train:
             ctx.save_for_backward(x, dt, A, B, C, D, ckpt)
             ctx.chunk = chunk

@@ -111,30 +111,216 @@ inline void fwd_step(T* __restrict s, const T* __restrict xt, const T* __restric
   for (int64_t p = 0; p < P; ++p) yt[p] = acc0[p] + acc1[p];
 }
 
+// Rows of one head are H·P (x, y) or G·N (B, C) elements apart, so consecutive steps touch a new cache line of
+// every array, often on a new page where the hardware prefetcher stops: the loops ask for the rows kAhead steps
+// ahead themselves (without this a head's forward waited on memory for half of its time).
+constexpr int64_t kAhead = 12;
+// Heads per forward work item (see forward_items); exported so the caller can count the items.
+constexpr int64_t kHeadBlock = 8;
+
+template <typename T>
+inline void prefetch_rows(const T* x, const T* dt, const T* B, const T* C, const T* y, int64_t row, int64_t H,
+                          int64_t G, int64_t P, int64_t N, int64_t h, int64_t g) {
+  __builtin_prefetch(x + (row * H + h) * P);
+  __builtin_prefetch(B + (row * G + g) * N);
+  __builtin_prefetch(C + (row * G + g) * N);
+  __builtin_prefetch(dt + row * H + h);
+  if (y) __builtin_prefetch(y + (row * H + h) * P, 1);
+}
+
+// 32-byte vectors of T (8 floats / 4 doubles) for the P = N = 16 specialisation, written with GCC/Clang vector
+// extensions: plain loops over the two state rows per step were auto-vectorised into shuffles and gathers.
+template <typename T>
+struct Vec {
+  typedef T V __attribute__((vector_size(32)));
+  static constexpr int W = 32 / sizeof(T);
+};
+
+template <typename V, typename T>
+inline V vload(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+inline void vstore(T* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// fwd_step for compile-time P = PS (a multiple of the vector width) and N = NS; s is 32-byte aligned.
+template <typename T, int PS, int NS>
+inline void fwd_step_vec(T* __restrict s, const T* __restrict xt, const T* __restrict bt, const T* __restrict ct,
+                         const T* __restrict Dh, T dtt, T a, T* __restrict yt) {
+  typedef typename Vec<T>::V V;
+  constexpr int W = Vec<T>::W, PV = PS / W;
+  V xd[PV], acc0[PV], acc1[PV];
+  for (int k = 0; k < PV; ++k) {
+    const V xv = vload<V>(xt + k * W);
+    xd[k] = xv * dtt;
+    acc0[k] = Dh ? vload<V>(Dh + k * W) * xv : V{};
+    acc1[k] = V{};
+  }
+  V* __restrict sv = reinterpret_cast<V*>(__builtin_assume_aligned(s, 32));
+#pragma GCC unroll 16
+  for (int n = 0; n < NS; n += 2) {
+    const T b0 = bt[n], c0 = ct[n], b1 = bt[n + 1], c1 = ct[n + 1];
+    for (int k = 0; k < PV; ++k) {
+      const V s0 = a * sv[n * PV + k] + b0 * xd[k];
+      const V s1 = a * sv[(n + 1) * PV + k] + b1 * xd[k];
+      sv[n * PV + k] = s0;
+      sv[(n + 1) * PV + k] = s1;
+      acc0[k] += c0 * s0;
+      acc1[k] += c1 * s1;
+    }
+  }
+  for (int k = 0; k < PV; ++k) vstore(yt + k * W, acc0[k] + acc1[k]);
+}
+
+// out[i] = sum of the lanes of v[i], for the W vectors v[0..W-1] (a transposed horizontal sum).
+inline Vec<float>::V sum_lanes(const Vec<float>::V* v) {
+#if defined(__AVX__)
+  const __m256 t0 = _mm256_hadd_ps((__m256)v[0], (__m256)v[1]), t1 = _mm256_hadd_ps((__m256)v[2], (__m256)v[3]);
+  const __m256 t2 = _mm256_hadd_ps((__m256)v[4], (__m256)v[5]), t3 = _mm256_hadd_ps((__m256)v[6], (__m256)v[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return (Vec<float>::V)_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+#else
+  Vec<float>::V out{};
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) out[i] += v[i][j];
+  return out;
+#endif
+}
+
+inline Vec<double>::V sum_lanes(const Vec<double>::V* v) {
+#if defined(__AVX__)
+  const __m256d t0 = _mm256_hadd_pd((__m256d)v[0], (__m256d)v[1]), t1 = _mm256_hadd_pd((__m256d)v[2], (__m256d)v[3]);
+  return (Vec<double>::V)_mm256_add_pd(_mm256_permute2f128_pd(t0, t1, 0x20), _mm256_permute2f128_pd(t0, t1, 0x31));
+#else
+  Vec<double>::V out{};
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) out[i] += v[i][j];
+  return out;
+#endif
+}
+
+template <typename V, typename T>
+inline T sum_one(V v) {
+  T s = 0;
+  for (int i = 0; i < int(sizeof(V) / sizeof(T)); ++i) s += v[i];
+  return s;
+}
+
+// Recompute step of the backward for compile-time sizes: cur = a prev + (dt x) Bᵀ.
+template <typename T, int PS, int NS>
+inline void recompute_step_vec(const T* __restrict prev, T* __restrict cur, const T* __restrict xt,
+                               const T* __restrict bt, T dtt, T a) {
+  typedef typename Vec<T>::V V;
+  constexpr int W = Vec<T>::W, PV = PS / W;
+  V xd[PV];
+  for (int k = 0; k < PV; ++k) xd[k] = vload<V>(xt + k * W) * dtt;
+#pragma GCC unroll 16
+  for (int n = 0; n < NS; ++n)
+    for (int k = 0; k < PV; ++k) vstore(cur + (n * PV + k) * W, a * vload<V>(prev + (n * PV + k) * W) + bt[n] * xd[k]);
+}
+
+// Reverse step of the backward for compile-time sizes (the formulas at the top of the file). On entry gs holds
+// a_{t+1} g_{t+1} (plus nothing else), on exit a_t g_t. Accumulators are split by the parity of n to shorten the
+// dependency chains.
+template <typename T, int PS, int NS>
+inline void reverse_step_vec(T* __restrict gs, const T* __restrict prev, const T* __restrict cur,
+                             const T* __restrict xt, const T* __restrict dyt, const T* __restrict bt,
+                             const T* __restrict ct, const T* __restrict Dh, T dtt, T a, T rate, T* __restrict dxt,
+                             T* __restrict dBt, T* __restrict dCt, T* __restrict dDacc, T* __restrict ddt_out,
+                             T& dA_acc) {
+  typedef typename Vec<T>::V V;
+  constexpr int W = Vec<T>::W, PV = PS / W;
+  V xv[PV], dyv[PV], gb[2][PV], sh[2][PV], sb[NS], sc[NS];
+  for (int k = 0; k < PV; ++k) {
+    xv[k] = vload<V>(xt + k * W);
+    dyv[k] = vload<V>(dyt + k * W);
+    gb[0][k] = gb[1][k] = sh[0][k] = sh[1][k] = V{};
+  }
+#pragma GCC unroll 16
+  for (int n = 0; n < NS; ++n) {
+    const T bn = bt[n], cn = ct[n];
+    V sbn = V{}, scn = V{};
+    for (int k = 0; k < PV; ++k) {
+      const int off = (n * PV + k) * W;
+      const V gv = vload<V>(gs + off) + cn * dyv[k];  // g_t
+      gb[n & 1][k] += gv * bn;
+      sh[n & 1][k] += gv * vload<V>(prev + off);
+      sbn += gv * xv[k];
+      scn += vload<V>(cur + off) * dyv[k];
+      vstore(gs + off, a * gv);
+    }
+    sb[n] = sbn;
+    sc[n] = scn;
+  }
+  for (int j = 0; j < NS / W; ++j) {
+    vstore(dBt + j * W, sum_lanes(sb + j * W) * dtt);
+    vstore(dCt + j * W, sum_lanes(sc + j * W));
+  }
+  V sx = V{}, shv = V{};
+  for (int k = 0; k < PV; ++k) {
+    const V gbk = gb[0][k] + gb[1][k];
+    vstore(dxt + k * W, (Dh ? vload<V>(Dh + k * W) * dyv[k] : V{}) + dtt * gbk);
+    sx += xv[k] * gbk;
+    shv += sh[0][k] + sh[1][k];
+    vstore(dDacc + k * W, vload<V>(dDacc + k * W) + dyv[k] * xv[k]);
+  }
+  const T s_dot = sum_one<V, T>(shv);
+  *ddt_out = rate * a * s_dot + sum_one<V, T>(sx);
+  dA_acc += dtt * a * s_dot;
+}
+
+// Forward item = (batch element, block of kHeadBlock consecutive heads): each time step updates the block's heads
+// one after the other, so the loop walks x, y, dt (and B, C when heads share groups) in memory order and the
+// independent head updates overlap in the pipeline. The block's states (kHeadBlock · P · N values) stay in L1.
 template <typename T, int PS, int NS>
 void forward_items(const Dims& d, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
                    const T* h0, T* y, T* hlast, T* ckpt, int64_t i0, int64_t i1) {
   const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L;
-  const int64_t nc = d.n_chunks();
-  Buf<T, PS * NS> s_b(P * N);
-  T* __restrict s = s_b.data();
+  const int64_t nc = d.n_chunks(), NP = N * P, per_group = H / G;
+  const int64_t blocks = (H + kHeadBlock - 1) / kHeadBlock;
+  Buf<T, int(kHeadBlock) * PS * NS> s_v(kHeadBlock * NP);
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t b = item / H, h = item % H, g = h / (H / G);
-    const T rate = A[h];
-    const T* Dh = D ? D + h * P : nullptr;
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + h) * P + p) * N + n] : T(0);
+    const int64_t b = item / blocks, hb0 = (item % blocks) * kHeadBlock, hb1 = std::min(H, hb0 + kHeadBlock);
+    for (int64_t h = hb0; h < hb1; ++h) {
+      T* s = s_v.data() + (h - hb0) * NP;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + h) * P + p) * N + n] : T(0);
+    }
     for (int64_t t = 0; t < L; ++t) {
-      if (ckpt && t % d.chunk == 0) std::memcpy(ckpt + ((b * H + h) * nc + t / d.chunk) * N * P, s, sizeof(T) * N * P);
       const int64_t row = b * L + t;
-      const T dtt = dt[row * H + h];
-      const T a = std::exp(dtt * rate);
-      fwd_step<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N, Dh, dtt, a,
-                          y + (row * H + h) * P, P, N);
+      if (t + kAhead < L) {
+        const int64_t ahead = row + kAhead;
+        for (int64_t h = hb0; h < hb1; h += std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T)))))
+          __builtin_prefetch(x + (ahead * H + h) * P), __builtin_prefetch(y + (ahead * H + h) * P, 1);
+        for (int64_t g = hb0 / per_group; g <= (hb1 - 1) / per_group; ++g)
+          __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
+        __builtin_prefetch(dt + ahead * H + hb0);
+      }
+      for (int64_t h = hb0; h < hb1; ++h) {
+        T* __restrict s = s_v.data() + (h - hb0) * NP;
+        if (ckpt && t % d.chunk == 0) std::memcpy(ckpt + ((b * H + h) * nc + t / d.chunk) * NP, s, sizeof(T) * NP);
+        const int64_t g = h / per_group;
+        const T dtt = dt[row * H + h];
+        const T a = std::exp(dtt * A[h]);
+        if constexpr (PS != 0 && NS != 0)
+          fwd_step_vec<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N,
+                                  D ? D + h * P : nullptr, dtt, a, y + (row * H + h) * P);
+        else
+          fwd_step<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N,
+                              D ? D + h * P : nullptr, dtt, a, y + (row * H + h) * P, P, N);
+      }
     }
     if (hlast)
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t p = 0; p < P; ++p) hlast[((b * H + h) * P + p) * N + n] = s[n * P + p];
+      for (int64_t h = hb0; h < hb1; ++h) {
+        const T* s = s_v.data() + (h - hb0) * NP;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t p = 0; p < P; ++p) hlast[((b * H + h) * P + p) * N + n] = s[n * P + p];
+      }
   }
 }
 
@@ -166,12 +352,17 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
       std::memcpy(hs, ckpt + ((b * H + h) * nc + c) * NP, sizeof(T) * NP);
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = b * L + t;
+        if (t + kAhead < t1) prefetch_rows(x, dt, B, C, dy, row + kAhead, H, G, P, N, h, g);
         const T dtt = dt[row * H + h];
         const T a = std::exp(dtt * rate);
         const T* __restrict xt = x + (row * H + h) * P;
         const T* __restrict bt = B + (row * G + g) * N;
         const T* __restrict prev = hs + (t - t0) * NP;
         T* __restrict cur = hs + (t - t0 + 1) * NP;
+        if constexpr (PS != 0 && NS != 0) {
+          recompute_step_vec<T, PS, NS>(prev, cur, xt, bt, dtt, a);
+          continue;
+        }
         for (int64_t n = 0; n < N; ++n) {
           const T bn = dtt * bt[n];
 #pragma omp simd
@@ -180,6 +371,11 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
       }
       for (int64_t t = t1 - 1; t >= t0; --t) {
         const int64_t row = b * L + t;
+        if (t >= kAhead) {  // the rows written kAhead steps later (the recompute pass brought in those read)
+          __builtin_prefetch(dx + ((row - kAhead) * H + h) * P, 1);
+          __builtin_prefetch(dB + ((row - kAhead) * H + h) * N, 1);
+          __builtin_prefetch(dC + ((row - kAhead) * H + h) * N, 1);
+        }
         const T dtt = dt[row * H + h];
         const T a = std::exp(dtt * rate);
         const T* __restrict xt = x + (row * H + h) * P;
@@ -190,6 +386,11 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
         const T* __restrict cur = prev + NP;
         T* __restrict dBt = dB + (row * H + h) * N;
         T* __restrict dCt = dC + (row * H + h) * N;
+        if constexpr (PS != 0 && NS != 0) {
+          reverse_step_vec<T, PS, NS>(gs, prev, cur, xt, dyt, bt, ct, Dh, dtt, a, rate, dx + (row * H + h) * P, dBt,
+                                      dCt, dDacc, ddt + row * H + h, dA_acc);
+          continue;
+        }
 #pragma omp simd
         for (int64_t p = 0; p < P; ++p) gb[p] = 0;
         T s_dot = 0;
@@ -264,6 +465,7 @@ int backward(const T* x, const T* dt, const T* A, const T* B, const T* C, const 
 extern "C" {
 
 int ssmad_ssd_abi_version() { return 1; }
+int64_t ssmad_ssd_head_block() { return kHeadBlock; }
 
 #define SSMAD_SSD_EXPORT(SUFFIX, T)                                                                                \
   int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* h0, \
