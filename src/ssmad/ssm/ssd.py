@@ -9,9 +9,6 @@ backend        what it is                                                       
 ``auto``       ``cpu`` for CPU tensors when the kernel compiles here, else ``torch``         any
 =============  ===========================================================================  =======
 
-The ``cpu`` kernel has no trapezoid rule: with ``trapezoid_lambda`` both ``cpu`` and ``auto`` run ``torch``
-(logged once).
-
 Mamba-3 switches (:mod:`ssmad.ssm.ssd_mamba3`): ``trapezoid_lambda=`` (exponential-trapezoidal rule, through the
 same chunked path) and :func:`~ssmad.ssm.ssd_mamba3.ssd_rotary` (data-dependent rotary state, by rotating ``B``
 and ``C`` before the scan).
@@ -19,7 +16,6 @@ and ``C`` before the scan).
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 
 from torch import Tensor
@@ -27,16 +23,12 @@ from torch import Tensor
 from ..errors import InputError, MissingDependencyError
 from .ssd_reference import check_ssd_inputs, ssd_scan_ref
 
-logger = logging.getLogger(__name__)
-
 SSDBackend = Literal["auto", "reference", "torch", "cpu"]
 SSD_BACKENDS: tuple[str, ...] = ("reference", "torch", "cpu")
-_trapezoid_logged = False
 
 
-def _resolve(backend: str, x: Tensor, trapezoid: bool) -> str:
-    """The backend that runs: ``auto`` → ``cpu`` (CPU tensors, kernel built) or ``torch``; no trapezoid in ``cpu``."""
-    global _trapezoid_logged
+def _resolve(backend: str, x: Tensor) -> str:
+    """The backend that runs: ``auto`` → ``cpu`` (CPU tensors, kernel built) or ``torch``."""
     if backend not in ("auto", "cpu"):
         return backend
     if backend == "cpu":
@@ -56,11 +48,6 @@ def _resolve(backend: str, x: Tensor, trapezoid: bool) -> str:
 
         if not ssd_cpu.is_available():
             return "torch"
-    if trapezoid:
-        if not _trapezoid_logged:
-            logger.info("ssd_scan: the cpu kernel has no trapezoid rule; trapezoid_lambda runs on the torch backend")
-            _trapezoid_logged = True
-        return "torch"
     return "cpu"
 
 
@@ -120,7 +107,7 @@ def ssd_scan(
     check_ssd_inputs(x, dt, A, B, C, D, z, dt_bias, initial_states, trapezoid_lambda, chunk_size)
     if backend != "auto" and backend not in SSD_BACKENDS:
         raise InputError(f"ssd_scan: unknown backend {backend!r}; choose one of auto, {', '.join(SSD_BACKENDS)}")
-    backend = _resolve(backend, x, trapezoid_lambda is not None)
+    backend = _resolve(backend, x)
     kwargs = dict(
         D=D,
         z=z,
@@ -135,7 +122,6 @@ def ssd_scan(
     if backend == "cpu":
         from .ssd_cpu import ssd_scan_cpu
 
-        del kwargs["trapezoid_lambda"]
         return ssd_scan_cpu(x, dt, A, B, C, **kwargs)  # type: ignore[arg-type]
     from .ssd_chunked import ssd_scan_chunked
 

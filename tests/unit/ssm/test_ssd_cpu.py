@@ -124,16 +124,31 @@ def test_result_independent_of_thread_count(monkeypatch):
         torch.testing.assert_close(g1[name], g3[name], rtol=0, atol=0)
 
 
-def test_auto_picks_the_kernel_on_cpu_but_not_for_the_trapezoid_rule():
-    x = torch.zeros(1, 2, 1, 1)
-    assert _resolve("auto", x, trapezoid=False) == "cpu"
-    assert _resolve("auto", x, trapezoid=True) == "torch"
-    assert _resolve("cpu", x, trapezoid=True) == "torch"
-    t = make_ssd(length=20, requires_grad=False)
-    lam = torch.rand(2, 20, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
-    args = (t["x"], t["dt"], t["A"], t["B"], t["C"])
-    y = ssd_scan(*args, trapezoid_lambda=lam, backend="cpu")  # runs on torch, same numbers as the reference
-    assert_rel(y, ssd_scan_ref(*args, trapezoid_lambda=lam), 1e-9, "trapezoid y")
+def test_auto_picks_the_kernel_for_cpu_tensors():
+    assert _resolve("auto", torch.zeros(1, 2, 1, 1)) == "cpu"
+    assert _resolve("torch", torch.zeros(1, 2, 1, 1)) == "torch"
+
+
+@pytest.mark.parametrize(("length", "headdim", "dstate"), [(75, 3, 5), (70, 16, 16), (1, 16, 16)])
+def test_trapezoid_rule_matches_reference_float64(length, headdim, dstate):
+    t = make_ssd(length=length, headdim=headdim, dstate=dstate)
+    lam = torch.rand(2, length, 4, dtype=F64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    h0 = _h0(t)
+    results = {}
+    for backend in ("cpu", "reference"):
+        y, last = ssd_scan(
+            **{k: t[k] for k in ("x", "dt", "A", "B", "C")},
+            D=t["D"], z=t["z"], dt_bias=t["dt_bias"], dt_softplus=True, initial_states=h0,
+            trapezoid_lambda=lam, return_final_states=True, backend=backend,
+        )  # fmt: skip
+        weights = torch.linspace(-1.0, 2.0, y.numel(), dtype=F64).view_as(y)
+        loss = (y * weights).sum() + (last * last.detach().sin()).sum()
+        results[backend] = (y, last, torch.autograd.grad(loss, [*t.values(), h0, lam]))
+    (y, last, grads), (y_ref, last_ref, grads_ref) = results["cpu"], results["reference"]
+    assert_rel(y, y_ref, 1e-9, "y")
+    assert_rel(last, last_ref, 1e-9, "final state")
+    for name, g, g_ref in zip([*t.keys(), "initial_states", "lambda"], grads, grads_ref, strict=True):
+        assert_rel(g, g_ref, 1e-9, f"d{name}")
 
 
 def test_build_failure_falls_back_to_torch(monkeypatch, caplog):

@@ -1,11 +1,12 @@
 // SSD scan (Mamba-2 core recurrence: one scalar decay per head) for CPUs: forward and backward.
 //
 //   a_t = exp(dt_t * A_h)
-//   h_t = a_t * h_{t-1} + dt_t * x_t B_tᵀ          state (P, N) per (batch, head), h_{-1} = h0 or 0
+//   h_t = a_t * h_{t-1} + w_t * x_t B_tᵀ           state (P, N) per (batch, head), h_{-1} = h0 or 0
+//                                                  input weight w = dt, or its own array (Mamba-3 trapezoid rule)
 //   y_t = h_t C_t + D_h * x_t
 //
 // Layouts (all contiguous, row-major; the caller applies dt_bias/softplus before and the z gate after):
-//   x, y, dy, dx        : (batch, L, H, P)        dt, ddt : (batch, L, H)        A : (H,)
+//   x, y, dy, dx        : (batch, L, H, P)        dt, ddt, w, dw : (batch, L, H) (w, dw null: w = dt)   A : (H,)
 //   B, C                : (batch, L, G, N)        group g serves heads [g H/G, (g+1) H/G)
 //   dB, dC (per head)   : (batch, L, H, N)        the caller sums the heads of a group
 //   D, dD               : (H, P) or null          dD is written per batch element: (batch, H, P)
@@ -19,9 +20,9 @@
 //
 // Backward, with g_t = dL/dh_t (including everything after t):
 //   g_t    = a_{t+1} g_{t+1} + dy_t C_tᵀ         (g_{L-1} starts from dL/dh_last)
-//   dx_t   = D dy_t + dt_t g_t B_t
-//   dB_t   = dt_t g_tᵀ x_t,   dC_t = h_tᵀ dy_t
-//   ddt_t  = A a_t <g_t, h_{t-1}> + x_tᵀ g_t B_t
+//   dx_t   = D dy_t + w_t g_t B_t
+//   dB_t   = w_t g_tᵀ x_t,   dC_t = h_tᵀ dy_t
+//   ddt_t  = A a_t <g_t, h_{t-1}> (+ dw_t when w = dt),   dw_t = x_tᵀ g_t B_t
 //   dA    += dt_t a_t <g_t, h_{t-1}>,   dD += dy_t * x_t,   dh0 = a_0 g_0
 //
 // Work item = (batch element, head); items are independent, so the caller (Python thread pool; ctypes releases
@@ -230,9 +231,8 @@ inline void recompute_step_vec(const T* __restrict prev, T* __restrict cur, cons
 template <typename T, int PS, int NS>
 inline void reverse_step_vec(T* __restrict gs, const T* __restrict prev, const T* __restrict cur,
                              const T* __restrict xt, const T* __restrict dyt, const T* __restrict bt,
-                             const T* __restrict ct, const T* __restrict Dh, T dtt, T a, T rate, T* __restrict dxt,
-                             T* __restrict dBt, T* __restrict dCt, T* __restrict dDacc, T* __restrict ddt_out,
-                             T& dA_acc) {
+                             const T* __restrict ct, const T* __restrict Dh, T wt, T a, T* __restrict dxt,
+                             T* __restrict dBt, T* __restrict dCt, T* __restrict dDacc, T& s_dot, T& sx_out) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W, PV = PS / W;
   V xv[PV], dyv[PV], gb[2][PV], sh[2][PV], sb[NS], sc[NS];
@@ -258,27 +258,26 @@ inline void reverse_step_vec(T* __restrict gs, const T* __restrict prev, const T
     sc[n] = scn;
   }
   for (int j = 0; j < NS / W; ++j) {
-    vstore(dBt + j * W, sum_lanes(sb + j * W) * dtt);
+    vstore(dBt + j * W, sum_lanes(sb + j * W) * wt);
     vstore(dCt + j * W, sum_lanes(sc + j * W));
   }
   V sx = V{}, shv = V{};
   for (int k = 0; k < PV; ++k) {
     const V gbk = gb[0][k] + gb[1][k];
-    vstore(dxt + k * W, (Dh ? vload<V>(Dh + k * W) * dyv[k] : V{}) + dtt * gbk);
+    vstore(dxt + k * W, (Dh ? vload<V>(Dh + k * W) * dyv[k] : V{}) + wt * gbk);
     sx += xv[k] * gbk;
     shv += sh[0][k] + sh[1][k];
     vstore(dDacc + k * W, vload<V>(dDacc + k * W) + dyv[k] * xv[k]);
   }
-  const T s_dot = sum_one<V, T>(shv);
-  *ddt_out = rate * a * s_dot + sum_one<V, T>(sx);
-  dA_acc += dtt * a * s_dot;
+  s_dot = sum_one<V, T>(shv);
+  sx_out = sum_one<V, T>(sx);
 }
 
 // Forward item = (batch element, block of kHeadBlock consecutive heads): each time step updates the block's heads
 // one after the other, so the loop walks x, y, dt (and B, C when heads share groups) in memory order and the
 // independent head updates overlap in the pipeline. The block's states (kHeadBlock · P · N values) stay in L1.
 template <typename T, int PS, int NS>
-void forward_items(const Dims& d, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
+void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D,
                    const T* h0, T* y, T* hlast, T* ckpt, int64_t i0, int64_t i1) {
   const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L;
   const int64_t nc = d.n_chunks(), NP = N * P, per_group = H / G;
@@ -307,12 +306,13 @@ void forward_items(const Dims& d, const T* x, const T* dt, const T* A, const T* 
         const int64_t g = h / per_group;
         const T dtt = dt[row * H + h];
         const T a = std::exp(dtt * A[h]);
+        const T wt = w ? w[row * H + h] : dtt;  // input weight: dt, or the trapezoid rule's own
         if constexpr (PS != 0 && NS != 0)
           fwd_step_vec<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N,
-                                  D ? D + h * P : nullptr, dtt, a, y + (row * H + h) * P);
+                                  D ? D + h * P : nullptr, wt, a, y + (row * H + h) * P);
         else
           fwd_step<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N,
-                              D ? D + h * P : nullptr, dtt, a, y + (row * H + h) * P, P, N);
+                              D ? D + h * P : nullptr, wt, a, y + (row * H + h) * P, P, N);
       }
     }
     if (hlast)
@@ -324,9 +324,21 @@ void forward_items(const Dims& d, const T* x, const T* dt, const T* A, const T* 
   }
 }
 
+// d/d(dt) through the decay is decay_part; the input weight's gradient sx goes to dw when the weight is its own
+// input (trapezoid rule), else it is dt and adds to ddt.
+template <typename T>
+inline void input_weight_grads(T decay_part, T sx, T* ddt, T* dw, int64_t at) {
+  if (dw) {
+    ddt[at] = decay_part;
+    dw[at] = sx;
+  } else {
+    ddt[at] = decay_part + sx;
+  }
+}
+
 template <typename T, int PS, int NS>
-void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D,
-                    const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dA, T* dB, T* dC, T* dD, T* dh0,
+void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C,
+                    const T* D, const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dA, T* dB, T* dC, T* dD, T* dh0,
                     int64_t i0, int64_t i1) {
   const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L, T_ = d.chunk;
   const int64_t nc = d.n_chunks();
@@ -355,16 +367,17 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
         if (t + kAhead < t1) prefetch_rows(x, dt, B, C, dy, row + kAhead, H, G, P, N, h, g);
         const T dtt = dt[row * H + h];
         const T a = std::exp(dtt * rate);
+        const T wt = w ? w[row * H + h] : dtt;
         const T* __restrict xt = x + (row * H + h) * P;
         const T* __restrict bt = B + (row * G + g) * N;
         const T* __restrict prev = hs + (t - t0) * NP;
         T* __restrict cur = hs + (t - t0 + 1) * NP;
         if constexpr (PS != 0 && NS != 0) {
-          recompute_step_vec<T, PS, NS>(prev, cur, xt, bt, dtt, a);
+          recompute_step_vec<T, PS, NS>(prev, cur, xt, bt, wt, a);
           continue;
         }
         for (int64_t n = 0; n < N; ++n) {
-          const T bn = dtt * bt[n];
+          const T bn = wt * bt[n];
 #pragma omp simd
           for (int64_t p = 0; p < P; ++p) cur[n * P + p] = a * prev[n * P + p] + bn * xt[p];
         }
@@ -378,6 +391,7 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
         }
         const T dtt = dt[row * H + h];
         const T a = std::exp(dtt * rate);
+        const T wt = w ? w[row * H + h] : dtt;
         const T* __restrict xt = x + (row * H + h) * P;
         const T* __restrict dyt = dy + (row * H + h) * P;
         const T* __restrict bt = B + (row * G + g) * N;
@@ -387,8 +401,11 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
         T* __restrict dBt = dB + (row * H + h) * N;
         T* __restrict dCt = dC + (row * H + h) * N;
         if constexpr (PS != 0 && NS != 0) {
-          reverse_step_vec<T, PS, NS>(gs, prev, cur, xt, dyt, bt, ct, Dh, dtt, a, rate, dx + (row * H + h) * P, dBt,
-                                      dCt, dDacc, ddt + row * H + h, dA_acc);
+          T s_dot, sx;
+          reverse_step_vec<T, PS, NS>(gs, prev, cur, xt, dyt, bt, ct, Dh, wt, a, dx + (row * H + h) * P, dBt, dCt,
+                                      dDacc, s_dot, sx);
+          input_weight_grads(rate * a * s_dot, sx, ddt, dw, row * H + h);
+          dA_acc += dtt * a * s_dot;
           continue;
         }
 #pragma omp simd
@@ -409,7 +426,7 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
             sh += gv * hp[p];
             gn[p] = a * gv;  // a_t g_t: what step t-1 receives
           }
-          dBt[n] = dtt * sb;
+          dBt[n] = wt * sb;
           dCt[n] = sc;
           s_dot += sh;
         }
@@ -417,11 +434,11 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
         T* __restrict dxt = dx + (row * H + h) * P;
 #pragma omp simd reduction(+ : sx)
         for (int64_t p = 0; p < P; ++p) {
-          dxt[p] = (Dh ? Dh[p] * dyt[p] : T(0)) + dtt * gb[p];
+          dxt[p] = (Dh ? Dh[p] * dyt[p] : T(0)) + wt * gb[p];
           sx += xt[p] * gb[p];
           dDacc[p] += dyt[p] * xt[p];
         }
-        ddt[row * H + h] = rate * a * s_dot + sx;
+        input_weight_grads(rate * a * s_dot, sx, ddt, dw, row * H + h);
         dA_acc += dtt * a * s_dot;
       }
     }
@@ -435,28 +452,28 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* A, const T*
 }
 
 template <typename T>
-int forward(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* h0, T* y, T* hlast,
-            T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0,
-            int64_t i1) {
+int forward(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D, const T* h0, T* y,
+            T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk,
+            int64_t i0, int64_t i1) {
   DenormalGuard guard;
   const Dims d{batch, L, H, P, G, N, chunk};
   if (P == 16 && N == 16)
-    forward_items<T, 16, 16>(d, x, dt, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+    forward_items<T, 16, 16>(d, x, dt, w, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
   else
-    forward_items<T, 0, 0>(d, x, dt, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+    forward_items<T, 0, 0>(d, x, dt, w, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
   return 0;
 }
 
 template <typename T>
-int backward(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* dy, const T* dhlast,
-             const T* ckpt, T* dx, T* ddt, T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t batch, int64_t L, int64_t H,
-             int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
+int backward(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D, const T* dy,
+             const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t batch,
+             int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
   DenormalGuard guard;
   const Dims d{batch, L, H, P, G, N, chunk};
   if (P == 16 && N == 16)
-    backward_items<T, 16, 16>(d, x, dt, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dA, dB, dC, dD, dh0, i0, i1);
+    backward_items<T, 16, 16>(d, x, dt, w, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dA, dB, dC, dD, dh0, i0, i1);
   else
-    backward_items<T, 0, 0>(d, x, dt, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dA, dB, dC, dD, dh0, i0, i1);
+    backward_items<T, 0, 0>(d, x, dt, w, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dA, dB, dC, dD, dh0, i0, i1);
   return 0;
 }
 
@@ -464,21 +481,21 @@ int backward(const T* x, const T* dt, const T* A, const T* B, const T* C, const 
 
 extern "C" {
 
-int ssmad_ssd_abi_version() { return 1; }
+int ssmad_ssd_abi_version() { return 2; }
 int64_t ssmad_ssd_head_block() { return kHeadBlock; }
 
-#define SSMAD_SSD_EXPORT(SUFFIX, T)                                                                                \
-  int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* h0, \
-                             T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G,   \
-                             int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                                   \
-    return forward<T>(x, dt, A, B, C, D, h0, y, hlast, ckpt, batch, L, H, P, G, N, chunk, i0, i1);                \
-  }                                                                                                                \
-  int ssmad_ssd_bwd_##SUFFIX(const T* x, const T* dt, const T* A, const T* B, const T* C, const T* D, const T* dy, \
-                             const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dA, T* dB, T* dC, T* dD, T* dh0,    \
-                             int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk,  \
-                             int64_t i0, int64_t i1) {                                                             \
-    return backward<T>(x, dt, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dA, dB, dC, dD, dh0, batch, L, H, P, G, N,   \
-                       chunk, i0, i1);                                                                             \
+#define SSMAD_SSD_EXPORT(SUFFIX, T)                                                                                   \
+  int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D,     \
+                             const T* h0, T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P,    \
+                             int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                           \
+    return forward<T>(x, dt, w, A, B, C, D, h0, y, hlast, ckpt, batch, L, H, P, G, N, chunk, i0, i1);                \
+  }                                                                                                                   \
+  int ssmad_ssd_bwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D,     \
+                             const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dA, T* dB, T* dC,  \
+                             T* dD, T* dh0, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,     \
+                             int64_t chunk, int64_t i0, int64_t i1) {                                                 \
+    return backward<T>(x, dt, w, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dA, dB, dC, dD, dh0, batch, L, H, P, G,  \
+                       N, chunk, i0, i1);                                                                             \
   }
 
 SSMAD_SSD_EXPORT(f32, float)
