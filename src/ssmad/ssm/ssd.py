@@ -1,17 +1,17 @@
-"""``ssd_scan``: the SSD scan of Mamba-2 (scalar decay per head), one entry point over two backends.
+"""``ssd_scan``: the SSD scan of Mamba-2 (scalar decay per head), one entry point over three backends.
 
 =============  ===========================================================================  =======
 backend        what it is                                                                   devices
 =============  ===========================================================================  =======
 ``reference``  the sequential oracle (:func:`ssmad.ssm.ssd_reference.ssd_scan_ref`)        any
 ``torch``      the chunked dual form in plain PyTorch (:mod:`ssmad.ssm.ssd_chunked`)       any
-``cpu``        C++ recurrence compiled on first use, own backward (:mod:`ssmad.ssm.ssd_cpu`) CPU
-``auto``       ``cpu`` for CPU tensors when the kernel compiles here, else ``torch``         any
+``cpu``        compiled C++ recurrence with its own backward (:mod:`ssmad.ssm.ssd_cpu`)     CPU
+``auto``       ``cpu`` for CPU tensors when the kernel compiles here, else ``torch``        any
 =============  ===========================================================================  =======
 
 Mamba-3 switches (:mod:`ssmad.ssm.ssd_mamba3`): ``trapezoid_lambda=`` (exponential-trapezoidal rule, through the
-same chunked path) and :func:`~ssmad.ssm.ssd_mamba3.ssd_rotary` (data-dependent rotary state, by rotating ``B``
-and ``C`` before the scan).
+same chunked path or the same kernel) and :func:`~ssmad.ssm.ssd_mamba3.ssd_rotary` (data-dependent rotary state,
+by rotating ``B`` and ``C`` before the scan).
 """
 
 from __future__ import annotations
