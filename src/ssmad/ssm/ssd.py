@@ -9,6 +9,9 @@ backend        what it is                                                       
 ``auto``       ``cpu`` for CPU tensors when the kernel compiles here, else ``torch``        any
 =============  ===========================================================================  =======
 
+As for :func:`ssmad.ssm.selective_scan`, the environment variable ``SSMAD_SCAN_BACKEND`` replaces ``auto`` when it
+names one of these backends (``reference``, ``torch``, or ``cpu`` for CPU tensors); other values leave ``auto``.
+
 Mamba-3 switches (:mod:`ssmad.ssm.ssd_mamba3`): ``trapezoid_lambda=`` (exponential-trapezoidal rule, through the
 same chunked path or the same kernel) and :func:`~ssmad.ssm.ssd_mamba3.ssd_rotary` (data-dependent rotary state,
 by rotating ``B`` and ``C`` before the scan).
@@ -16,6 +19,7 @@ by rotating ``B`` and ``C`` before the scan).
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from torch import Tensor
@@ -28,7 +32,15 @@ SSD_BACKENDS: tuple[str, ...] = ("reference", "torch", "cpu")
 
 
 def _resolve(backend: str, x: Tensor) -> str:
-    """The backend that runs: ``auto`` → ``cpu`` (CPU tensors, kernel built) or ``torch``."""
+    """The backend that runs (``auto`` resolved as in the module docstring).
+
+    ``auto`` → ``$SSMAD_SCAN_BACKEND`` if it names an SSD backend, else ``cpu`` (CPU tensors, kernel built) or
+    ``torch``.
+    """
+    if backend == "auto":
+        forced = os.environ.get("SSMAD_SCAN_BACKEND", "").strip().lower()
+        if forced in ("reference", "torch") or (forced == "cpu" and x.device.type == "cpu"):
+            backend = forced
     if backend not in ("auto", "cpu"):
         return backend
     if backend == "cpu":

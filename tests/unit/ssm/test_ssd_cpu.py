@@ -124,9 +124,15 @@ def test_result_independent_of_thread_count(monkeypatch):
         torch.testing.assert_close(g1[name], g3[name], rtol=0, atol=0)
 
 
-def test_auto_picks_the_kernel_for_cpu_tensors():
-    assert _resolve("auto", torch.zeros(1, 2, 1, 1)) == "cpu"
-    assert _resolve("torch", torch.zeros(1, 2, 1, 1)) == "torch"
+def test_auto_picks_the_kernel_for_cpu_tensors(monkeypatch):
+    monkeypatch.delenv("SSMAD_SCAN_BACKEND", raising=False)
+    x = torch.zeros(1, 2, 1, 1)
+    assert _resolve("auto", x) == "cpu"
+    assert _resolve("torch", x) == "torch"
+    for forced, expected in (("torch", "torch"), ("reference", "reference"), ("cuda", "cpu"), ("", "cpu")):
+        monkeypatch.setenv("SSMAD_SCAN_BACKEND", forced)  # the selective scan's override applies to auto only
+        assert _resolve("auto", x) == expected, forced
+        assert _resolve("cpu", x) == "cpu"
 
 
 @pytest.mark.parametrize(("length", "headdim", "dstate"), [(75, 3, 5), (70, 16, 16), (1, 16, 16)])
