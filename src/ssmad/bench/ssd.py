@@ -10,8 +10,9 @@ Everything is measured in one run on this machine, as in ``ssmad bench scan`` (:
   step (SSD's decay is a scalar per head: this term is ``P·N / 2`` times smaller than the selective scan's). The
   forward+backward bound is 2.5 × the forward bound, as in ``ssmad bench scan``;
 * forward (no grad) and forward+backward time (gradients of ``x, dt, A, B, C, D, dt_bias``; softplus on) of
-  ``ssd_scan`` (``torch`` backend: the chunked dual form), of ``ssd_scan`` with the Mamba-3 trapezoid rule, of the
-  sequential reference and of a peer: the existing ``selective_scan`` (``auto`` backend) given the same problem,
+  ``ssd_scan`` (``torch`` backend: the chunked dual form; ``cpu`` backend: the compiled recurrence, when it
+  builds here), of ``ssd_scan`` with the Mamba-3 trapezoid rule, of the sequential reference and of a peer: the
+  existing ``selective_scan`` (``auto`` backend) given the same problem,
   each head's decay broadcast to its ``P`` channels and ``N`` states (``A[h·P + p, n] = A[h]``), inputs prepared in
   its ``(b, D, L)`` layout beforehand (the layout change is not timed).
 
@@ -36,7 +37,7 @@ import torch
 from einops import rearrange, repeat
 
 from ..errors import InputError
-from ..ssm import selective_scan, ssd_scan
+from ..ssm import selective_scan, ssd_cpu, ssd_scan
 from .scan import REFERENCE_PREFIX, MachineLimits, _best, measure_machine
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,13 @@ def benchmark_shape(
             _timed(trap, inputs, False, lam),
             _timed(trap, inputs, True, lam),
             "Mamba-3 rule; same bound",
+        )
+    if ssd_cpu.is_available():
+        kernel = _ssd("cpu", 64, False)
+        methods["ssd_scan (cpu kernel)"] = (
+            _timed(kernel, inputs, False),
+            _timed(kernel, inputs, True),
+            "compiled recurrence, own backward",
         )
     if peer:
         pin = peer_inputs(inputs)

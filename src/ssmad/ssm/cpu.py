@@ -80,10 +80,16 @@ def _cpu_signature() -> str:
     return sig
 
 
-def _compile(cxx: str) -> Path:
-    source = SOURCE.read_bytes()
+def _compile(cxx: str, source_path: Path = SOURCE, extra_flags: tuple[str, ...] = ()) -> Path:
+    """Build ``source_path`` into a shared library in :func:`cache_dir` (or return the cached one).
+
+    The file name carries a hash of the source, compiler version, flags and CPU, so a change of any of them builds
+    a new library; ``-march=native`` is tried first, then portable flags.
+    """
+    source = source_path.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    attempts = [[*_BASE_FLAGS, "-march=native"], list(_BASE_FLAGS)]
+    base = [*_BASE_FLAGS, *extra_flags]
+    attempts = [[*base, "-march=native"], base]
     out_dir = cache_dir()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,20 +101,20 @@ def _compile(cxx: str) -> Path:
     errors = []
     for flags in attempts:
         key = hashlib.sha256(source + version.encode() + " ".join(flags).encode() + _cpu_signature().encode())
-        target = out_dir / f"selective_scan_cpu_{key.hexdigest()[:16]}.so"
+        target = out_dir / f"{source_path.stem}_{key.hexdigest()[:16]}.so"
         if target.is_file():
             return target
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".so.tmp")
         os.close(fd)
-        cmd = [cxx, *flags, "-o", tmp, str(SOURCE)]
+        cmd = [cxx, *flags, "-o", tmp, str(source_path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             os.replace(tmp, target)
-            logger.info("selective_scan: compiled the CPU kernel into %s", target)
+            logger.info("compiled the CPU kernel %s into %s", source_path.name, target)
             return target
         os.unlink(tmp)
         errors.append(f"$ {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    raise RuntimeError("compiling the CPU selective-scan kernel failed:\n" + "\n".join(errors))
+    raise RuntimeError(f"compiling the CPU kernel {source_path.name} failed:\n" + "\n".join(errors))
 
 
 def _declare(lib: ctypes.CDLL) -> None:

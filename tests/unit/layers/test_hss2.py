@@ -163,3 +163,17 @@ def test_bad_configuration_and_input() -> None:
     with pytest.raises(InputError, match="channels-last"):
         _layer()(torch.randn(1, 8, 4, 4))
     assert math.isclose(_layer().D.detach()[0].item(), 1.0)
+
+
+def test_auto_kernel_prefers_the_ssd_kernel_and_falls_back(monkeypatch):
+    import ssmad.layers.hss2 as hss2
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hss2.ssd_cpu, "is_available", lambda: True)
+    assert hss2.resolve_kernel("auto", cpu) == "ssd"
+    monkeypatch.setattr(hss2.ssd_cpu, "is_available", lambda: False)  # only the selective-scan kernel builds
+    monkeypatch.setattr(hss2, "backend_available", lambda name, device: True)
+    assert hss2.resolve_kernel("auto", cpu) == "selective"
+    monkeypatch.setattr(hss2, "backend_available", lambda name, device: False)  # no compiler at all
+    assert hss2.resolve_kernel("auto", cpu) == "ssd"
+    assert hss2.resolve_kernel("selective", cpu) == "selective"

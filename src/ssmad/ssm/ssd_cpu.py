@@ -1,0 +1,218 @@
+"""The ``cpu`` backend of :func:`ssmad.ssm.ssd_scan`: a C++ SSD-scan kernel compiled on first use, with its backward.
+
+The source (``csrc/ssd_scan_cpu.cpp``) is plain C++17 (no torch headers, no OpenMP runtime: ``-fopenmp-simd`` only
+turns on the ``omp simd`` loop hints). It is built and cached by the machinery of the selective-scan kernel
+(:func:`ssmad.ssm.cpu._compile`: one library per source, compiler, flags and CPU, written atomically) and loaded
+with :mod:`ctypes`; work items (batch element × head) run in parallel on the same small thread pool.
+
+What runs where:
+
+* in torch, before the kernel: ``dt + dt_bias`` and the softplus (autograd carries their gradients);
+* in the kernel: the recurrence ``h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_tᵀ``, ``y_t = h_t C_t + D x_t``, the final
+  state, and the backward of all of it (``x, dt, A, B, C, D, initial_states``);
+* in torch, after the kernel: the ``z`` gate and the sum of ``dB``/``dC`` over the heads of a group (``G < H``);
+* the Mamba-3 trapezoid rule: the kernel runs the plain recurrence with the rule's input weights ``w`` (its own
+  input, with its gradient) and torch adds the diagonal correction, as the ``torch`` backend does
+  (:mod:`ssmad.ssm.ssd_mamba3`).
+
+The forward keeps the state at the start of every chunk of :data:`CHUNK` steps when gradients are needed; the
+backward recomputes the states inside a chunk from it and runs the adjoint recurrence
+``g_t = exp(dt_{t+1} A) g_{t+1} + dy_t C_tᵀ`` (derivation in the C++ file), so memory stays
+``O(batch · H · P · N · L / CHUNK)``. Float32 inputs run in float32, float64 inputs in float64; float16/bfloat16
+are computed in float32.
+
+When no compiler is found, compilation fails, or ``SSMAD_NO_COMPILE=1`` is set, :func:`is_available` is False
+(logged once) and ``auto`` uses the ``torch`` backend.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+
+import torch
+from einops import repeat
+from torch import Tensor
+
+from . import cpu
+from .reference import compute_dtype
+from .ssd_mamba3 import trapezoid_weights
+from .ssd_reference import prepare_dt, skip_and_gate
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "ssd_scan_cpu.cpp"
+#: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
+CHUNK = 64
+_EXTRA_FLAGS = ("-fopenmp-simd",)
+_ABI_VERSION = 2
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_load_failed: str | None = None
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for suffix in ("f32", "f64"):
+        fwd = getattr(lib, f"ssmad_ssd_fwd_{suffix}")
+        fwd.argtypes = [p] * 11 + [i64] * 9
+        fwd.restype = ctypes.c_int
+        bwd = getattr(lib, f"ssmad_ssd_bwd_{suffix}")
+        bwd.argtypes = [p] * 18 + [i64] * 9
+        bwd.restype = ctypes.c_int
+    lib.ssmad_ssd_abi_version.restype = ctypes.c_int
+    lib.ssmad_ssd_head_block.restype = ctypes.c_int64
+
+
+def _build() -> Path:
+    """Compile (or find in the cache) the kernel library; raises RuntimeError/OSError on failure."""
+    cxx = cpu._compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++/clang++)")
+    return cpu._compile(cxx, SOURCE, _EXTRA_FLAGS)
+
+
+def load_library() -> ctypes.CDLL | None:
+    """Compile (first time) and load the kernel; None when that is impossible here (the reason is logged once)."""
+    global _lib, _load_failed
+    if _lib is not None or _load_failed is not None:
+        return _lib
+    with _lock:
+        if _lib is not None or _load_failed is not None:
+            return _lib
+        if os.environ.get("SSMAD_NO_COMPILE", "").strip() not in ("", "0"):
+            _load_failed = "SSMAD_NO_COMPILE is set"
+        else:
+            try:
+                lib = ctypes.CDLL(str(_build()))
+                _declare(lib)
+                if lib.ssmad_ssd_abi_version() != _ABI_VERSION:
+                    raise RuntimeError("stale kernel library (ABI version mismatch)")
+                _lib = lib
+            except (OSError, RuntimeError, AttributeError) as err:
+                _load_failed = str(err)
+        if _load_failed is not None:
+            level = logging.INFO if "SSMAD_NO_COMPILE" in _load_failed else logging.WARNING
+            logger.log(level, "ssd_scan: compiled CPU kernel unavailable (%s); using torch instead", _load_failed)
+    return _lib
+
+
+def is_available() -> bool:
+    """Whether the compiled SSD kernel can be used in this process."""
+    return load_library() is not None
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _SSDCpu(torch.autograd.Function):
+    """``(x, dt, w, A, B, C, D, h0) -> (y, h_last)`` on the kernel; ``dt`` already biased/softplused.
+
+    ``w`` ``(b, L, H)`` is the input weight of the trapezoid rule, or None for the plain rule (weight ``dt``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, dt, w, A, B, C, D, h0):  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        batch, length, heads, headdim = x.shape
+        groups, dstate = B.shape[2], B.shape[3]
+        chunk = max(1, min(CHUNK, length))
+        n_chunks = math.ceil(length / chunk)
+        train = any(ctx.needs_input_grad)
+        y = torch.empty_like(x)
+        last = x.new_empty(batch, heads, headdim, dstate)
+        ckpt = x.new_empty(batch, heads, n_chunks, dstate, headdim) if train else None
+        fn = lib.ssmad_ssd_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_fwd_f32
+        ptrs = (x, dt, w, A, B, C, D, h0, y, last, ckpt)
+        args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, chunk)
+        items = batch * math.ceil(heads / lib.ssmad_ssd_head_block())  # forward item: (batch, block of heads)
+        cpu._run_parallel(fn, items, args, batch * length * heads * headdim * dstate)
+        if train:
+            ctx.save_for_backward(x, dt, w, A, B, C, D, ckpt)
+            ctx.chunk = chunk
+            ctx.has_h0 = h0 is not None
+        return y, last
+
+    @staticmethod
+    def backward(ctx, dy, dlast):  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        x, dt, w, A, B, C, D, ckpt = ctx.saved_tensors
+        batch, length, heads, headdim = x.shape
+        groups, dstate = B.shape[2], B.shape[3]
+        dy = torch.zeros_like(x) if dy is None else dy.contiguous()
+        dlast = None if dlast is None else dlast.contiguous()
+        dx = torch.empty_like(x)
+        ddt = torch.empty_like(dt)
+        dw = None if w is None else torch.empty_like(w)
+        dA = x.new_empty(batch, heads)
+        dBh = x.new_empty(batch, length, heads, dstate)
+        dCh = x.new_empty(batch, length, heads, dstate)
+        dD = None if D is None else x.new_empty(batch, heads, headdim)
+        dh0 = x.new_empty(batch, heads, headdim, dstate) if ctx.has_h0 else None
+        fn = lib.ssmad_ssd_bwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_bwd_f32
+        ptrs = (x, dt, w, A, B, C, D, dy, dlast, ckpt, dx, ddt, dw, dA, dBh, dCh, dD, dh0)
+        args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, ctx.chunk)
+        cpu._run_parallel(fn, batch * heads, args, batch * length * heads * headdim * dstate)
+        if groups != heads:  # heads of a group share B and C: their gradients add up
+            dBh = dBh.view(batch, length, groups, heads // groups, dstate).sum(3)
+            dCh = dCh.view(batch, length, groups, heads // groups, dstate).sum(3)
+        return dx, ddt, dw, dA.sum(0), dBh, dCh, (None if dD is None else dD.sum(0)), dh0
+
+
+def ssd_scan_cpu(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    *,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    dt_softplus: bool = False,
+    initial_states: Tensor | None = None,
+    trapezoid_lambda: Tensor | None = None,
+    return_final_states: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """SSD scan on the compiled kernel; arguments and results as :func:`ssmad.ssm.ssd.ssd_scan`.
+
+    Shapes: ``x``, ``z`` ``(batch, L, H, P)``; ``dt``, ``trapezoid_lambda`` ``(batch, L, H)``; ``A``, ``dt_bias``
+    ``(H,)``; ``B``, ``C`` ``(batch, L, G, N)``; ``D`` ``(H,)`` or ``(H, P)``; ``initial_states`` ``(batch, H, P, N)``.
+
+    The trapezoid rule runs as the plain recurrence with its own input weights plus a diagonal correction
+    (:func:`ssmad.ssm.ssd_mamba3.trapezoid_weights`), the correction in torch.
+
+    Raises:
+        ValueError: Tensors not on the CPU, or the kernel not available.
+    """
+    if x.device.type != "cpu":
+        raise ValueError(f"the 'cpu' ssd_scan backend needs CPU tensors, got {x.device}")
+    if load_library() is None:
+        raise ValueError("the 'cpu' ssd_scan backend is not available here (no working C++ compiler)")
+    cdt = compute_dtype(x, dt, A, B, C, D, z, dt_bias, initial_states, trapezoid_lambda)
+    headdim = x.shape[3]
+    xc = x.to(cdt).contiguous()
+    dtc = prepare_dt(dt, dt_bias, dt_softplus, cdt).contiguous()
+    Dc = None
+    if D is not None:
+        Dc = (D.to(cdt) if D.dim() == 2 else D.to(cdt)[:, None].expand(-1, headdim)).contiguous()
+    h0 = None if initial_states is None else initial_states.to(cdt).contiguous()
+    Bc, Cc = B.to(cdt).contiguous(), C.to(cdt).contiguous()
+    w = c_next = None
+    if trapezoid_lambda is not None:
+        w, c_next = trapezoid_weights(dtc, trapezoid_lambda.to(cdt))
+        w = w.contiguous()
+    y, last = _SSDCpu.apply(xc, dtc, w, A.to(cdt).contiguous(), Bc, Cc, Dc, h0)
+    if c_next is not None:  # the trapezoid's diagonal correction −c_{t+1} (C_t · B_t) x_t
+        cb_diag = repeat((Cc * Bc).sum(-1), "b l g -> b l (g r)", r=x.shape[2] // Bc.shape[2])
+        y = y - (c_next * cb_diag)[..., None] * xc
+    out = skip_and_gate(y, xc, None, z).to(x.dtype)
+    return (out, last) if return_final_states else out
