@@ -13,11 +13,11 @@ resolution of the user's images.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..data.images import InferenceDataset
 from ..data.transforms import Preprocessing, as_rgb_image, preprocess_image
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ArrayImageDataset",
     "PredictionDataset",
+    "ShardedBatchSampler",
     "SkipUnreadable",
     "collate_skipping",
     "make_loader",
@@ -104,7 +105,7 @@ def make_loader(
     never draw from the global generator (which would change the training stream).
 
     ``shard=(rank, world)`` with ``world > 1`` yields this process's part of every batch of the single-process
-    loader with the same arguments (:class:`~ssmad.engine.distributed.ShardedBatchSampler`): the sampler draws
+    loader with the same arguments (:class:`ShardedBatchSampler`): the sampler draws
     from ``generator`` after the loader's worker seed, as the single-process loader does, so the union of the
     parts of step ``t`` is its batch ``t``.
     """
@@ -112,8 +113,6 @@ def make_loader(
         generator = torch.Generator().manual_seed(0)
     if shard is not None and shard[1] > 1:
         from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
-
-        from .distributed import ShardedBatchSampler
 
         base = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         return DataLoader(
@@ -182,3 +181,34 @@ class PredictionDataset(InferenceDataset):
             "index": index,
             "orig_hw": torch.tensor([img.height, img.width]),
         }
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """This process's part of every batch of a single-process batch sampler.
+
+    Batch ``t`` of ``batches`` is split into ``world`` contiguous parts (sizes differ by at most one); process
+    ``rank`` gets part ``rank``. The union of the parts of step ``t`` is therefore exactly batch ``t`` of one
+    process. Batches with fewer items than processes are left out (every process must get at least one item).
+
+    Args:
+        batches: The single-process batch sampler (e.g. ``BatchSampler(RandomSampler(ds, generator=g), B, ...)``).
+        rank_: This process's rank.
+        world: Number of processes.
+    """
+
+    def __init__(self, batches: Sampler[list[int]], rank_: int, world: int) -> None:
+        self.batches = batches
+        self.rank = rank_
+        self.world = world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            if len(batch) < self.world:
+                logger.warning("a batch of %d image(s) for %d processes was left out", len(batch), self.world)
+                continue
+            lo = self.rank * len(batch) // self.world
+            hi = (self.rank + 1) * len(batch) // self.world
+            yield list(batch[lo:hi])
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]

@@ -8,10 +8,10 @@ How a multi-process run works (``--trainer.devices N`` / ``--devices N``, or ``t
 * :func:`setup` joins the process group (gloo on CPUs, nccl on GPUs; process ``k`` of a machine uses ``cuda:k``),
   keeps the log output of every process but rank 0 to errors, and leaves the group at exit;
 * training: every global batch of the single-process order is split into ``N`` contiguous parts
-  (:class:`ShardedBatchSampler`), DistributedDataParallel averages the gradients, and the per-process losses are
-  weighted so the averaged gradient is the gradient of the mean loss over the global batch. Batch-norm layers
-  that train use the statistics of the global batch (:func:`convert_batchnorm`, also on CPUs, where PyTorch's
-  ``SyncBatchNorm`` does not run). With ``trainer.deterministic`` the weights therefore equal those of one
+  (:class:`~ssmad.engine.data.ShardedBatchSampler`), DistributedDataParallel averages the gradients, and the
+  per-process losses are weighted so the averaged gradient is the gradient of the mean loss over the global batch.
+  Batch-norm layers that train use the statistics of the global batch (:func:`convert_batchnorm`, also on CPUs, where
+  PyTorch's ``SyncBatchNorm`` does not run). With ``trainer.deterministic`` the weights therefore equal those of one
   process with the same batch, up to float rounding, whenever the network has no dropout;
 * evaluation: each process scores its own contiguous range of whole batches (:func:`shard_range`; no padding, no
   duplicate), the results are gathered to rank 0 in the original order and the metrics are computed there from
@@ -30,19 +30,17 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
-from torch.utils.data import Sampler
 
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ShardedBatchSampler",
     "all_reduce_sum",
     "broadcast",
     "check_devices",
@@ -343,37 +341,6 @@ def shard_range(n: int, batch_size: int = 1, *, rank_: int | None = None, world:
         lo_b, hi_b = r * batches // w, (r + 1) * batches // w
         return range(min(n, lo_b * batch_size), min(n, hi_b * batch_size))
     return range(r * n // w, (r + 1) * n // w)
-
-
-class ShardedBatchSampler(Sampler[list[int]]):
-    """This process's part of every batch of a single-process batch sampler.
-
-    Batch ``t`` of ``batches`` is split into ``world`` contiguous parts (sizes differ by at most one); process
-    ``rank`` gets part ``rank``. The union of the parts of step ``t`` is therefore exactly batch ``t`` of one
-    process. Batches with fewer items than processes are left out (every process must get at least one item).
-
-    Args:
-        batches: The single-process batch sampler (e.g. ``BatchSampler(RandomSampler(ds, generator=g), B, ...)``).
-        rank_: This process's rank.
-        world: Number of processes.
-    """
-
-    def __init__(self, batches: Sampler[list[int]], rank_: int, world: int) -> None:
-        self.batches = batches
-        self.rank = rank_
-        self.world = world
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches:
-            if len(batch) < self.world:
-                logger.warning("a batch of %d image(s) for %d processes was left out", len(batch), self.world)
-                continue
-            lo = self.rank * len(batch) // self.world
-            hi = (self.rank + 1) * len(batch) // self.world
-            yield list(batch[lo:hi])
-
-    def __len__(self) -> int:
-        return len(self.batches)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------ global batch norm
