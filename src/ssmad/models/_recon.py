@@ -19,7 +19,7 @@ batched on the model's device.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -32,6 +32,7 @@ from ..errors import ConfigError, InputError
 __all__ = [
     "LOSSES",
     "FeatureReconstructionNet",
+    "MapLossConfigMixin",
     "ReconConfigMixin",
     "check_divisible",
     "check_loss_name",
@@ -343,3 +344,28 @@ class ReconConfigMixin:
                 f"{cls.model_key}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(names)}"
             )
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class MapLossConfigMixin:
+    """Loss and anomaly-map options shared by the MambaAD and MambaADv2 configs: checks and the loss factor."""
+
+    loss: str
+    loss_weight: float | None
+    sigma: float
+    map_divisor: float
+
+    def _check_loss_and_map(self, fail: Callable[[str], None]) -> None:
+        """Report a bad ``loss``, ``loss_weight``, ``sigma`` or ``map_divisor`` through ``fail``."""
+        if self.loss not in LOSSES:
+            fail(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss_weight is not None and float(self.loss_weight) <= 0:
+            fail(f"loss_weight must be positive, got {self.loss_weight!r}")
+        if float(self.sigma) < 0 or float(self.map_divisor) <= 0:
+            fail(f"sigma must be ≥ 0 and map_divisor > 0, got {self.sigma!r}, {self.map_divisor!r}")
+
+    @property
+    def effective_loss_weight(self) -> float:
+        """The loss factor in use (5 for ``mse``, 1 for ``cosine`` unless set)."""
+        if self.loss_weight is not None:
+            return float(self.loss_weight)
+        return 5.0 if self.loss == "mse" else 1.0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from ...scans import SCAN_NAMES
-from .._recon import LOSSES, ReconConfigMixin
+from .._recon import MapLossConfigMixin, ReconConfigMixin
 
 __all__ = ["MambaADConfig"]
 
@@ -30,7 +30,7 @@ SCAN_BACKENDS = ("auto", "reference", "cpu", "torch", "cuda", "triton")
 
 
 @dataclass(frozen=True)
-class MambaADConfig(ReconConfigMixin):
+class MambaADConfig(MapLossConfigMixin, ReconConfigMixin):
     """MambaAD network, loss and anomaly-map options.
 
     Attributes:
@@ -112,18 +112,6 @@ class MambaADConfig(ReconConfigMixin):
         if any(k < 1 or k % 2 == 0 for k in kernels) or len(set(kernels)) != len(kernels):
             fail(f"lss_kernel_sizes must be distinct odd integers (paper: 5, 7), got {self.lss_kernel_sizes!r}")
         object.__setattr__(self, "lss_kernel_sizes", kernels)
-        if self.loss not in LOSSES:
-            fail(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.loss_weight is not None and float(self.loss_weight) <= 0:
-            fail(f"loss_weight must be positive, got {self.loss_weight!r}")
-        if float(self.sigma) < 0 or float(self.map_divisor) <= 0:
-            fail(f"sigma must be ≥ 0 and map_divisor > 0, got {self.sigma!r}, {self.map_divisor!r}")
+        self._check_loss_and_map(fail)
         if self.scan_backend not in SCAN_BACKENDS:
             fail(f"scan_backend must be one of {', '.join(SCAN_BACKENDS)}, got {self.scan_backend!r}")
-
-    @property
-    def effective_loss_weight(self) -> float:
-        """The loss factor in use (5 for ``mse``, 1 for ``cosine`` unless set)."""
-        if self.loss_weight is not None:
-            return float(self.loss_weight)
-        return 5.0 if self.loss == "mse" else 1.0

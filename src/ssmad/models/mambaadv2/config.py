@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError
 from ...scans import SCAN_NAMES
-from .._recon import LOSSES, ReconConfigMixin, size_pair
+from .._recon import MapLossConfigMixin, ReconConfigMixin, size_pair
 
 __all__ = ["MambaADv2Config"]
 
@@ -31,7 +31,7 @@ SSD_BACKENDS = ("auto", "ssd", "selective", "reference")
 
 
 @dataclass(frozen=True)
-class MambaADv2Config(ReconConfigMixin):
+class MambaADv2Config(MapLossConfigMixin, ReconConfigMixin):
     """MambaADv2 network, loss and anomaly-map options.
 
     Attributes:
@@ -162,18 +162,6 @@ class MambaADv2Config(ReconConfigMixin):
         if not self.freq_conv and not kernels:
             fail("freq_conv is off and lss_kernel_sizes is empty: the DSS modules would have no local branch")
         object.__setattr__(self, "lss_kernel_sizes", kernels)
-        if self.loss not in LOSSES:
-            fail(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.loss_weight is not None and float(self.loss_weight) <= 0:
-            fail(f"loss_weight must be positive, got {self.loss_weight!r}")
-        if float(self.sigma) < 0 or float(self.map_divisor) <= 0:
-            fail(f"sigma must be ≥ 0 and map_divisor > 0, got {self.sigma!r}, {self.map_divisor!r}")
+        self._check_loss_and_map(fail)
         if self.scan_backend not in SSD_BACKENDS:
             fail(f"scan_backend must be one of {', '.join(SSD_BACKENDS)}, got {self.scan_backend!r}")
-
-    @property
-    def effective_loss_weight(self) -> float:
-        """The loss factor in use (5 for ``mse``, 1 for ``cosine`` unless set)."""
-        if self.loss_weight is not None:
-            return float(self.loss_weight)
-        return 5.0 if self.loss == "mse" else 1.0
