@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
@@ -135,30 +136,59 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
 
 
+def open_library(
+    build: Callable[[], Path], declare: Callable[[ctypes.CDLL], None], abi_symbol: str, abi_version: int, who: str
+) -> tuple[ctypes.CDLL | None, str | None]:
+    """Build (or find in the cache) and load a kernel library and check its ABI version.
+
+    Shared by the selective-scan and SSD kernels. ``SSMAD_NO_COMPILE`` switches every kernel off.
+
+    Args:
+        build: Returns the library's path; raises RuntimeError/OSError when it cannot be built.
+        declare: Sets the argument and result types of the library's functions.
+        abi_symbol: The library's function that returns its ABI version.
+        abi_version: The version this Python side expects.
+        who: Name in the one log line written on failure (``selective_scan``, ``ssd_scan``).
+
+    Returns:
+        ``(library, None)``, or ``(None, reason)`` after logging the reason.
+    """
+    lib: ctypes.CDLL | None = None
+    failed: str | None = None
+    if os.environ.get("SSMAD_NO_COMPILE", "").strip() not in ("", "0"):
+        failed = "SSMAD_NO_COMPILE is set"
+    else:
+        try:
+            lib = ctypes.CDLL(str(build()))
+            declare(lib)
+            if getattr(lib, abi_symbol)() != abi_version:
+                raise RuntimeError("stale kernel library (ABI version mismatch)")
+        except (OSError, RuntimeError, AttributeError) as err:
+            lib, failed = None, str(err)
+    if failed is not None:
+        level = logging.INFO if "SSMAD_NO_COMPILE" in failed else logging.WARNING
+        logger.log(level, "%s: compiled CPU kernel unavailable (%s); using torch instead", who, failed)
+    return lib, failed
+
+
+def _build() -> Path:
+    """Compile (or find in the cache) the selective-scan kernel; raises RuntimeError/OSError on failure."""
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++/clang++)")
+    return _compile(cxx)
+
+
 def load_library() -> ctypes.CDLL | None:
     """Compile (first time) and load the kernel; None when that is impossible here (the reason is logged once)."""
     global _lib, _load_failed
     if _lib is not None or _load_failed is not None:
         return _lib
     with _lock:
-        if _lib is not None or _load_failed is not None:
-            return _lib
-        if os.environ.get("SSMAD_NO_COMPILE", "").strip() not in ("", "0"):
-            _load_failed = "SSMAD_NO_COMPILE is set"
-        elif (cxx := _compiler()) is None:
-            _load_failed = "no C++ compiler found (set CXX or install g++/clang++)"
-        else:
-            try:
-                lib = ctypes.CDLL(str(_compile(cxx)))
-                _declare(lib)
-                if lib.ssmad_scan_abi_version() != _ABI_VERSION:
-                    raise RuntimeError("stale kernel library (ABI version mismatch)")
-                _lib = lib
-            except (OSError, RuntimeError, AttributeError) as err:
-                _load_failed = str(err)
-        if _load_failed is not None:
-            level = logging.INFO if "SSMAD_NO_COMPILE" in _load_failed else logging.WARNING
-            logger.log(level, "selective_scan: compiled CPU kernel unavailable (%s); using torch instead", _load_failed)
+        if _lib is None and _load_failed is None:
+            _lib, _load_failed = open_library(
+                _build, _declare, "ssmad_scan_abi_version", _ABI_VERSION, "selective_scan"
+            )
     return _lib
 
 

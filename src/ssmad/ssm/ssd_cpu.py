@@ -30,7 +30,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-import os
 import threading
 from pathlib import Path
 
@@ -83,22 +82,8 @@ def load_library() -> ctypes.CDLL | None:
     if _lib is not None or _load_failed is not None:
         return _lib
     with _lock:
-        if _lib is not None or _load_failed is not None:
-            return _lib
-        if os.environ.get("SSMAD_NO_COMPILE", "").strip() not in ("", "0"):
-            _load_failed = "SSMAD_NO_COMPILE is set"
-        else:
-            try:
-                lib = ctypes.CDLL(str(_build()))
-                _declare(lib)
-                if lib.ssmad_ssd_abi_version() != _ABI_VERSION:
-                    raise RuntimeError("stale kernel library (ABI version mismatch)")
-                _lib = lib
-            except (OSError, RuntimeError, AttributeError) as err:
-                _load_failed = str(err)
-        if _load_failed is not None:
-            level = logging.INFO if "SSMAD_NO_COMPILE" in _load_failed else logging.WARNING
-            logger.log(level, "ssd_scan: compiled CPU kernel unavailable (%s); using torch instead", _load_failed)
+        if _lib is None and _load_failed is None:
+            _lib, _load_failed = cpu.open_library(_build, _declare, "ssmad_ssd_abi_version", _ABI_VERSION, "ssd_scan")
     return _lib
 
 
