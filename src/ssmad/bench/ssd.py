@@ -62,14 +62,15 @@ class SSDShape:
         return self.batch * self.length * self.heads * self.headdim * self.dstate
 
 
-#: MambaADv2's decoder stages at 256 × 256 (ResNet34 widths 512/256/128/64 at 8²/16²/32²/64² cells), d_inner = 2 C,
-#: headdim 16, d_state 16, per-head B/C (G = H, what the rotary state produces), 2 images × 8 directions in the
-#: batch (the plan without progressive scanning: MambaAD's Hilbert × 8; the same work as ``bench scan``'s mad_*).
+#: The scan calls of MambaADv2's decoder at 256 × 256 with ResNet34 (widths 512/256/128/64 at 8²/16²/32²/64² cells):
+#: d_inner = 2 C, headdim 16, d_state 16, one B/C group shared by all heads (``G = 1``, :mod:`ssmad.layers.hss2`),
+#: 2 images × K directions in the batch with K from the progressive plan's base budget (8, 4, 2, 1 from the coarsest
+#: stage to the finest, :mod:`ssmad.models.mambaadv2.scanning`): every stage then does the same 16.8 M state updates.
 SHAPES: tuple[SSDShape, ...] = (
-    SSDShape("v2_s3", 16, 4096, 8, 16, 16, 8, "stage 3: 64x64 cells, C 64, 8 heads"),
-    SSDShape("v2_s2", 16, 1024, 16, 16, 16, 16, "stage 2: 32x32 cells, C 128, 16 heads"),
-    SSDShape("v2_s1", 16, 256, 32, 16, 16, 32, "stage 1: 16x16 cells, C 256, 32 heads"),
-    SSDShape("v2_s0", 16, 64, 64, 16, 16, 64, "stage 0: 8x8 cells, C 512, 64 heads"),
+    SSDShape("v2_s3", 2, 4096, 8, 16, 16, 1, "stage 3: 64x64 cells, C 64, 8 heads, K 1"),
+    SSDShape("v2_s2", 4, 1024, 16, 16, 16, 1, "stage 2: 32x32 cells, C 128, 16 heads, K 2"),
+    SSDShape("v2_s1", 8, 256, 32, 16, 16, 1, "stage 1: 16x16 cells, C 256, 32 heads, K 4"),
+    SSDShape("v2_s0", 16, 64, 64, 16, 16, 1, "stage 0: 8x8 cells, C 512, 64 heads, K 8"),
 )
 
 
@@ -196,11 +197,16 @@ def benchmark_shape(
             "Mamba-3 rule; same bound",
         )
     if ssd_cpu.is_available():
-        kernel = _ssd("cpu", 64, False)
+        kernel, kernel_trap = _ssd("cpu", 64, False), _ssd("cpu", 64, True)
         methods["ssd_scan (cpu kernel)"] = (
             _timed(kernel, inputs, False),
             _timed(kernel, inputs, True),
             "compiled recurrence, own backward",
+        )
+        methods["ssd_scan + trapezoid (cpu kernel)"] = (
+            _timed(kernel_trap, inputs, False, lam),
+            _timed(kernel_trap, inputs, True, lam),
+            "MambaADv2's default; correction in the kernel",
         )
     if peer:
         pin = peer_inputs(inputs)

@@ -249,13 +249,15 @@ def directional_ssd(
         kernel=kernel,
     )
     # back to raster order: direction k's value for position p sits at step inverse[k, p] of sequence k
+    if k == 1:
+        return y.index_select(1, inverse[0])
     offsets = torch.arange(k, device=index.device).unsqueeze(1) * length
     back = (inverse + offsets).reshape(-1)
     y = y.reshape(b, k * length, *y.shape[2:]).index_select(1, back)
     return y.reshape(b, k, length, *y.shape[2:]).sum(dim=1)
 
 
-def matrix_path(x: Tensor, dt: Tensor, B: Tensor, C: Tensor) -> Tensor:
+def matrix_path(x: Tensor, dt: Tensor, B: Tensor, C: Tensor, add_to: Tensor | None = None) -> Tensor:
     """The parallel matrix path: ``y_i = Σ_j (C_i · B_j) Δ_j x_j / L`` for every head (uniform, non-causal mask).
 
     Args:
@@ -263,16 +265,25 @@ def matrix_path(x: Tensor, dt: Tensor, B: Tensor, C: Tensor) -> Tensor:
         dt: Step sizes ``(batch, L, H)``.
         B: Keys ``(batch, L, G, N)``.
         C: Queries ``(batch, L, G, N)``.
+        add_to: Optional ``(batch, L, H, P)`` tensor the result is added to (in the same matrix product when
+            ``G = 1``).
 
     Returns:
-        Shape ``(batch, L, H, P)``.
+        Shape ``(batch, L, H, P)``: ``y`` or ``add_to + y``.
     """
     length = x.shape[1]
     g = B.shape[2]
+    if g == 1:  # one group: S = Bᵀ (Δ·x) / L is (N, H·P) per image, y = C S, added in the same baddbmm
+        b, _, h, p = x.shape
+        xd = (x * dt.unsqueeze(-1)).reshape(b, length, h * p)
+        state = torch.bmm(B[:, :, 0].transpose(1, 2), xd) / length
+        if add_to is None:
+            return torch.bmm(C[:, :, 0], state).view(b, length, h, p)
+        return torch.baddbmm(add_to.reshape(b, length, h * p), C[:, :, 0], state).view(b, length, h, p)
     xg = rearrange(x * dt.unsqueeze(-1), "b l (g r) p -> b l g r p", g=g)
     state = torch.einsum("blgn,blgrp->bgrnp", B, xg) / length  # S per head: Σ_j B_jᵀ Δ_j x_j / L
-    y = torch.einsum("blgn,bgrnp->blgrp", C, state)
-    return rearrange(y, "b l g r p -> b l (g r) p")
+    y = rearrange(torch.einsum("blgn,bgrnp->blgrp", C, state), "b l g r p -> b l (g r) p")
+    return y if add_to is None else add_to + y
 
 
 class _BCNorm(nn.Module):
@@ -432,10 +443,10 @@ class SSD2D(nn.Module):
             extra += 1
         if self.rotary:
             theta = rearrange(parts[extra], "b h w r -> b (h w) 1 r")
-        y = xs * self.D.view(1, 1, -1, 1)
+        skip = self.D.view(1, 1, -1, 1)
         if self.use_recurrent:
             index, inverse = self.scan_tables(k, hh, ww, x.device)
-            y = y + directional_ssd(
+            y = directional_ssd(
                 xs,
                 dt,
                 A,
@@ -448,8 +459,11 @@ class SSD2D(nn.Module):
                 chunk_size=self.chunk_size,
                 kernel=self.scan_backend,
             )
+            y = torch.addcmul(y, xs, skip)  # + D·x, in one pass
+        else:
+            y = xs * skip
         if self.use_matrix:
-            y = y + matrix_path(xs, dt, bs, cs)
+            y = matrix_path(xs, dt, bs, cs, add_to=y)
         y = rearrange(y, "b (h w) n p -> b h w (n p)", h=hh)
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y)

@@ -10,10 +10,12 @@ What runs where:
 * in torch, before the kernel: ``dt + dt_bias`` and the softplus (autograd carries their gradients);
 * in the kernel: the recurrence ``h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_tᵀ``, ``y_t = h_t C_t + D x_t``, the final
   state, and the backward of all of it (``x, dt, A, B, C, D, initial_states``);
-* in torch, after the kernel: the ``z`` gate and the sum of ``dB``/``dC`` over the heads of a group (``G < H``);
-* the Mamba-3 trapezoid rule: the kernel runs the plain recurrence with the rule's input weights ``w`` (its own
-  input, with its gradient) and torch adds the diagonal correction, as the ``torch`` backend does
-  (:mod:`ssmad.ssm.ssd_mamba3`).
+* in torch, after the kernel: the ``z`` gate, and the sum of the kernel's partial ``dB``/``dC`` rows (one per block
+  of up to 4 heads of a group; the heads inside a block are summed by the kernel);
+* the Mamba-3 trapezoid rule: torch computes the rule's input weights ``w`` and correction factors ``c_next``
+  (:func:`ssmad.ssm.ssd_mamba3.trapezoid_weights`); the kernel runs the plain recurrence with input weights ``w``
+  and subtracts the diagonal correction ``c_next_t (C_t · B_t) x_t`` itself, with the gradients of both (the
+  ``torch`` backend computes the same correction with tensor ops).
 
 The forward keeps the state at the start of every chunk of :data:`CHUNK` steps when gradients are needed; the
 backward recomputes the states inside a chunk from it and runs the adjoint recurrence
@@ -34,7 +36,6 @@ import threading
 from pathlib import Path
 
 import torch
-from einops import repeat
 from torch import Tensor
 
 from . import cpu
@@ -45,10 +46,11 @@ from .ssd_reference import prepare_dt, skip_and_gate
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "ssd_scan_cpu.cpp"
-#: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
-CHUNK = 64
+#: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it (32: the recomputed states
+#: of a backward block of 4 heads stay in the L2 cache).
+CHUNK = 32
 _EXTRA_FLAGS = ("-fopenmp-simd",)
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -59,13 +61,14 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for suffix in ("f32", "f64"):
         fwd = getattr(lib, f"ssmad_ssd_fwd_{suffix}")
-        fwd.argtypes = [p] * 11 + [i64] * 9
+        fwd.argtypes = [p] * 12 + [i64] * 9
         fwd.restype = ctypes.c_int
         bwd = getattr(lib, f"ssmad_ssd_bwd_{suffix}")
-        bwd.argtypes = [p] * 18 + [i64] * 9
+        bwd.argtypes = [p] * 20 + [i64] * 9
         bwd.restype = ctypes.c_int
     lib.ssmad_ssd_abi_version.restype = ctypes.c_int
     lib.ssmad_ssd_head_block.restype = ctypes.c_int64
+    lib.ssmad_ssd_backward_block.restype = ctypes.c_int64
 
 
 def _build() -> Path:
@@ -97,13 +100,14 @@ def _ptr(t: Tensor | None) -> int | None:
 
 
 class _SSDCpu(torch.autograd.Function):
-    """``(x, dt, w, A, B, C, D, h0) -> (y, h_last)`` on the kernel; ``dt`` already biased/softplused.
+    """``(x, dt, w, cn, A, B, C, D, h0) -> (y, h_last)`` on the kernel; ``dt`` already biased/softplused.
 
-    ``w`` ``(b, L, H)`` is the input weight of the trapezoid rule, or None for the plain rule (weight ``dt``).
+    ``w`` ``(b, L, H)`` is the input weight of the trapezoid rule, or None for the plain rule (weight ``dt``);
+    ``cn`` ``(b, L, H)`` its correction factor (``y_t -= cn_t (C_t · B_t) x_t``), or None.
     """
 
     @staticmethod
-    def forward(ctx, x, dt, w, A, B, C, D, h0):  # type: ignore[override]
+    def forward(ctx, x, dt, w, cn, A, B, C, D, h0):  # type: ignore[override]
         lib = load_library()
         assert lib is not None
         batch, length, heads, headdim = x.shape
@@ -115,12 +119,12 @@ class _SSDCpu(torch.autograd.Function):
         last = x.new_empty(batch, heads, headdim, dstate)
         ckpt = x.new_empty(batch, heads, n_chunks, dstate, headdim) if train else None
         fn = lib.ssmad_ssd_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_fwd_f32
-        ptrs = (x, dt, w, A, B, C, D, h0, y, last, ckpt)
+        ptrs = (x, dt, w, cn, A, B, C, D, h0, y, last, ckpt)
         args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, chunk)
         items = batch * math.ceil(heads / lib.ssmad_ssd_head_block())  # forward item: (batch, block of heads)
         cpu._run_parallel(fn, items, args, batch * length * heads * headdim * dstate)
         if train:
-            ctx.save_for_backward(x, dt, w, A, B, C, D, ckpt)
+            ctx.save_for_backward(x, dt, w, cn, A, B, C, D, ckpt)
             ctx.chunk = chunk
             ctx.has_h0 = h0 is not None
         return y, last
@@ -129,7 +133,7 @@ class _SSDCpu(torch.autograd.Function):
     def backward(ctx, dy, dlast):  # type: ignore[override]
         lib = load_library()
         assert lib is not None
-        x, dt, w, A, B, C, D, ckpt = ctx.saved_tensors
+        x, dt, w, cn, A, B, C, D, ckpt = ctx.saved_tensors
         batch, length, heads, headdim = x.shape
         groups, dstate = B.shape[2], B.shape[3]
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
@@ -137,19 +141,23 @@ class _SSDCpu(torch.autograd.Function):
         dx = torch.empty_like(x)
         ddt = torch.empty_like(dt)
         dw = None if w is None else torch.empty_like(w)
+        dcn = None if cn is None else torch.empty_like(cn)
         dA = x.new_empty(batch, heads)
-        dBh = x.new_empty(batch, length, heads, dstate)
-        dCh = x.new_empty(batch, length, heads, dstate)
+        per_group = heads // groups
+        block = min(lib.ssmad_ssd_backward_block(), per_group)  # backward item: (batch, group, block of its heads)
+        n_blocks = math.ceil(per_group / block)
+        dBp = x.new_empty(batch, length, groups, n_blocks, dstate)
+        dCp = x.new_empty(batch, length, groups, n_blocks, dstate)
         dD = None if D is None else x.new_empty(batch, heads, headdim)
         dh0 = x.new_empty(batch, heads, headdim, dstate) if ctx.has_h0 else None
         fn = lib.ssmad_ssd_bwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_bwd_f32
-        ptrs = (x, dt, w, A, B, C, D, dy, dlast, ckpt, dx, ddt, dw, dA, dBh, dCh, dD, dh0)
+        ptrs = (x, dt, w, cn, A, B, C, D, dy, dlast, ckpt, dx, ddt, dw, dcn, dA, dBp, dCp, dD, dh0)
         args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, ctx.chunk)
-        cpu._run_parallel(fn, batch * heads, args, batch * length * heads * headdim * dstate)
-        if groups != heads:  # heads of a group share B and C: their gradients add up
-            dBh = dBh.view(batch, length, groups, heads // groups, dstate).sum(3)
-            dCh = dCh.view(batch, length, groups, heads // groups, dstate).sum(3)
-        return dx, ddt, dw, dA.sum(0), dBh, dCh, (None if dD is None else dD.sum(0)), dh0
+        cpu._run_parallel(fn, batch * groups * n_blocks, args, batch * length * heads * headdim * dstate)
+        # heads of a group share B and C: the blocks' partial gradients add up
+        dB = dBp[:, :, :, 0] if n_blocks == 1 else dBp.sum(3)
+        dC = dCp[:, :, :, 0] if n_blocks == 1 else dCp.sum(3)
+        return dx, ddt, dw, dcn, dA.sum(0), dB, dC, (None if dD is None else dD.sum(0)), dh0
 
 
 def ssd_scan_cpu(
@@ -173,7 +181,7 @@ def ssd_scan_cpu(
     ``(H,)``; ``B``, ``C`` ``(batch, L, G, N)``; ``D`` ``(H,)`` or ``(H, P)``; ``initial_states`` ``(batch, H, P, N)``.
 
     The trapezoid rule runs as the plain recurrence with its own input weights plus a diagonal correction
-    (:func:`ssmad.ssm.ssd_mamba3.trapezoid_weights`), the correction in torch.
+    (:func:`ssmad.ssm.ssd_mamba3.trapezoid_weights`), both inside the kernel.
 
     Raises:
         ValueError: Tensors not on the CPU, or the kernel not available.
@@ -192,12 +200,9 @@ def ssd_scan_cpu(
     h0 = None if initial_states is None else initial_states.to(cdt).contiguous()
     Bc, Cc = B.to(cdt).contiguous(), C.to(cdt).contiguous()
     w = c_next = None
-    if trapezoid_lambda is not None:
+    if trapezoid_lambda is not None:  # the kernel subtracts the diagonal correction c_{t+1} (C_t · B_t) x_t
         w, c_next = trapezoid_weights(dtc, trapezoid_lambda.to(cdt))
-        w = w.contiguous()
-    y, last = _SSDCpu.apply(xc, dtc, w, A.to(cdt).contiguous(), Bc, Cc, Dc, h0)
-    if c_next is not None:  # the trapezoid's diagonal correction −c_{t+1} (C_t · B_t) x_t
-        cb_diag = repeat((Cc * Bc).sum(-1), "b l g -> b l (g r)", r=x.shape[2] // Bc.shape[2])
-        y = y - (c_next * cb_diag)[..., None] * xc
+        w, c_next = w.contiguous(), c_next.contiguous()
+    y, last = _SSDCpu.apply(xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, Dc, h0)
     out = skip_and_gate(y, xc, None, z).to(x.dtype)
     return (out, last) if return_final_states else out

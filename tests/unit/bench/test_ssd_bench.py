@@ -48,7 +48,8 @@ def test_tiny_run_rows_ratios_and_json(tiny_bench: None, tmp_path, capsys) -> No
     out = tmp_path / "ssd.json"
     rows = bench.run_ssd_benchmark(chunk_sizes=(4,), repeats=1, threads=1, json_path=out)
     methods = [r.method for r in rows]
-    kernel = ["ssd_scan (cpu kernel)"] if ssd_cpu.is_available() else []  # the compiled backend, where it builds
+    # the compiled backend, plain and with the trapezoid rule, where it builds
+    kernel = ["ssd_scan (cpu kernel)", "ssd_scan + trapezoid (cpu kernel)"] if ssd_cpu.is_available() else []
     assert methods == [
         "reference",
         "ssd_scan (torch, Q=4)",

@@ -101,15 +101,31 @@ def test_matrix_path_is_the_uniform_noncausal_matrix_form() -> None:
     scores = torch.einsum("bin,bjn->bij", C[:, :, 0], B[:, :, 0]) / length
     ref = torch.einsum("bij,bjh,bjhp->bihp", scores, dt, x)
     assert torch.allclose(got, ref, rtol=1e-12, atol=1e-12)
+    base = torch.randn_like(x)
+    assert torch.allclose(matrix_path(x, dt, B, C, add_to=base), base + ref, rtol=1e-12, atol=1e-12)
 
 
-def test_directional_ssd_is_the_sum_of_scans_along_each_order() -> None:
+def test_matrix_path_with_groups_serves_each_group_its_heads() -> None:
+    x, dt, _, _, _, _, _ = _inputs(heads=4)
+    g = torch.Generator().manual_seed(3)
+    B, C = torch.randn(2, x.shape[1], 2, 6, generator=g), torch.randn(2, x.shape[1], 2, 6, generator=g)
+    base = torch.randn_like(x)
+    got = matrix_path(x, dt, B, C, add_to=base)
+    for h in range(4):  # heads 0, 1 read group 0; heads 2, 3 group 1
+        ref_h = matrix_path(
+            x[:, :, h : h + 1], dt[:, :, h : h + 1], B[:, :, h // 2 : h // 2 + 1], C[:, :, h // 2 : h // 2 + 1]
+        )
+        assert torch.allclose(got[:, :, h : h + 1], base[:, :, h : h + 1] + ref_h, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_directional_ssd_is_the_sum_of_scans_along_each_order(k) -> None:
     x, dt, A, B, C, lam, theta = _inputs(b=1, length=12)
-    index, inverse = direction_tables("hilbert", 3, 4, 4)
+    index, inverse = direction_tables("hilbert", 3, 4, k)
     got = directional_ssd(x, dt, A, B, C, index, inverse, lam=lam, theta=theta, kernel="reference")
     ref = torch.zeros_like(x)
-    for k in range(4):
-        order = index[k].long()
+    for d in range(k):
+        order = index[d].long()
         yk = _oracle(x[:, order], dt[:, order], A, B[:, order], C[:, order], lam[:, order], theta[:, order])
         ref[:, order] += yk  # step t of direction k belongs to raster position order[t]
     assert torch.allclose(got, ref, rtol=1e-9, atol=1e-10)

@@ -53,6 +53,8 @@ def _h0(t, dtype=F64):
         (1, 4, 1, 3, 5, True),  # a single step, all heads in one group
         (70, 2, 2, 16, 16, False),  # the P = N = 16 specialisation (MambaADv2's shapes), no softplus
         (64, 3, 3, 16, 16, True),  # exactly one chunk
+        (45, 20, 1, 16, 16, True),  # one group of 20 heads: several backward blocks of heads, their dB, dC summed
+        (33, 18, 2, 3, 5, True),  # two groups of 9 heads (a last block of 1 head), runtime sizes
     ],
 )
 def test_matches_reference_float64(length, heads, groups, headdim, dstate, softplus):
@@ -135,10 +137,14 @@ def test_auto_picks_the_kernel_for_cpu_tensors(monkeypatch):
         assert _resolve("cpu", x) == "cpu"
 
 
-@pytest.mark.parametrize(("length", "headdim", "dstate"), [(75, 3, 5), (70, 16, 16), (1, 16, 16)])
-def test_trapezoid_rule_matches_reference_float64(length, headdim, dstate):
-    t = make_ssd(length=length, headdim=headdim, dstate=dstate)
-    lam = torch.rand(2, length, 4, dtype=F64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+@pytest.mark.parametrize(
+    ("length", "headdim", "dstate", "heads", "groups"),
+    [(75, 3, 5, 4, 2), (70, 16, 16, 4, 2), (1, 16, 16, 4, 2), (40, 16, 16, 12, 1), (29, 3, 5, 10, 1)],
+)
+def test_trapezoid_rule_matches_reference_float64(length, headdim, dstate, heads, groups):
+    # the kernel applies the correction c_next (C·B) x itself; G = 1 with 10-12 heads sums over backward blocks
+    t = make_ssd(length=length, headdim=headdim, dstate=dstate, heads=heads, groups=groups)
+    lam = torch.rand(2, length, heads, dtype=F64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
     h0 = _h0(t)
     results = {}
     for backend in ("cpu", "reference"):

@@ -3,12 +3,16 @@
 //   a_t = exp(dt_t * A_h)
 //   h_t = a_t * h_{t-1} + w_t * x_t B_tᵀ           state (P, N) per (batch, head), h_{-1} = h0 or 0
 //                                                  input weight w = dt, or its own array (Mamba-3 trapezoid rule)
-//   y_t = h_t C_t + D_h * x_t
+//   y_t = h_t C_t + (D_h - cn_t k_t) * x_t,   k_t = C_t · B_t
+//
+// cn (optional) is the Mamba-3 trapezoid rule's diagonal correction (ssmad/ssm/ssd_mamba3.py); applying it here
+// saves the caller two passes over (batch, L, H, P) temporaries in the forward and four in the backward.
 //
 // Layouts (all contiguous, row-major; the caller applies dt_bias/softplus before and the z gate after):
+//   cn, dcn             : (batch, L, H) or null
 //   x, y, dy, dx        : (batch, L, H, P)        dt, ddt, w, dw : (batch, L, H) (w, dw null: w = dt)   A : (H,)
 //   B, C                : (batch, L, G, N)        group g serves heads [g H/G, (g+1) H/G)
-//   dB, dC (per head)   : (batch, L, H, N)        the caller sums the heads of a group
+//   dB, dC (partial)    : (batch, L, G, NB, N)    one row per block of heads (backward_items); the caller sums NB
 //   D, dD               : (H, P) or null          dD is written per batch element: (batch, H, P)
 //   h0, hlast, dh0, dhl : (batch, H, P, N)        dA : (batch, H) per batch element
 //   ckpt                : (batch, H, n_chunks, N, P)  state before each chunk of T steps, saved by the forward
@@ -24,8 +28,10 @@
 //   dB_t   = w_t g_tᵀ x_t,   dC_t = h_tᵀ dy_t
 //   ddt_t  = A a_t <g_t, h_{t-1}> (+ dw_t when w = dt),   dw_t = x_tᵀ g_t B_t
 //   dA    += dt_t a_t <g_t, h_{t-1}>,   dD += dy_t * x_t,   dh0 = a_0 g_0
+//   and, with the correction (s_t = <x_t, dy_t>):
+//   dx_t  -= cn_t k_t dy_t,   dcn_t = -k_t s_t,   dB_t -= cn_t s_t C_t,   dC_t -= cn_t s_t B_t
 //
-// Work item = (batch element, head); items are independent, so the caller (Python thread pool; ctypes releases
+// Work item = (batch element, block of heads); items are independent, so the caller (Python thread pool; ctypes releases
 // the GIL) runs item ranges in parallel. The readable oracle is ssmad/ssm/ssd_reference.py.
 
 #include <algorithm>
@@ -70,10 +76,10 @@ struct Buf<T, 0> {
   T* data() { return a.data(); }
 };
 
-// One forward step on the state s[N][P]: s <- a s + (dt x) Bᵀ, acc <- acc + s C (acc starts at D x).
+// One forward step on the state s[N][P]: s <- a s + (dt x) Bᵀ, acc <- acc + s C (acc starts at (D + skip) x).
 template <typename T, int PS, int NS>
 inline void fwd_step(T* __restrict s, const T* __restrict xt, const T* __restrict bt, const T* __restrict ct,
-                     const T* __restrict Dh, T dtt, T a, T* __restrict yt, int64_t P_, int64_t N_) {
+                     const T* __restrict Dh, T skip, T dtt, T a, T* __restrict yt, int64_t P_, int64_t N_) {
   const int64_t P = PS ? PS : P_, N = NS ? NS : N_;
   Buf<T, PS> xd_b(P), acc0_b(P), acc1_b(P);
   T* __restrict xd = xd_b.data();
@@ -82,7 +88,7 @@ inline void fwd_step(T* __restrict s, const T* __restrict xt, const T* __restric
 #pragma omp simd
   for (int64_t p = 0; p < P; ++p) {
     xd[p] = dtt * xt[p];
-    acc0[p] = Dh ? Dh[p] * xt[p] : T(0);
+    acc0[p] = (Dh ? Dh[p] + skip : skip) * xt[p];
     acc1[p] = T(0);
   }
   // Two accumulators (even / odd n) halve the dependency chain of the output sum.
@@ -116,7 +122,7 @@ inline void fwd_step(T* __restrict s, const T* __restrict xt, const T* __restric
 // every array, often on a new page where the hardware prefetcher stops: the loops ask for the rows kAhead steps
 // ahead themselves (without this a head's forward waited on memory for half of its time).
 constexpr int64_t kAhead = 12;
-// Heads per forward work item (see forward_items); exported so the caller can count the items.
+// Heads per forward work item (forward_items); exported so the caller can count the items.
 constexpr int64_t kHeadBlock = 8;
 
 template <typename T>
@@ -152,14 +158,14 @@ inline void vstore(T* p, V v) {
 // fwd_step for compile-time P = PS (a multiple of the vector width) and N = NS; s is 32-byte aligned.
 template <typename T, int PS, int NS>
 inline void fwd_step_vec(T* __restrict s, const T* __restrict xt, const T* __restrict bt, const T* __restrict ct,
-                         const T* __restrict Dh, T dtt, T a, T* __restrict yt) {
+                         const T* __restrict Dh, T skip, T dtt, T a, T* __restrict yt) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W, PV = PS / W;
   V xd[PV], acc0[PV], acc1[PV];
   for (int k = 0; k < PV; ++k) {
     const V xv = vload<V>(xt + k * W);
     xd[k] = xv * dtt;
-    acc0[k] = Dh ? vload<V>(Dh + k * W) * xv : V{};
+    acc0[k] = (Dh ? vload<V>(Dh + k * W) + skip : V{} + skip) * xv;
     acc1[k] = V{};
   }
   V* __restrict sv = reinterpret_cast<V*>(__builtin_assume_aligned(s, 32));
@@ -225,19 +231,21 @@ inline void recompute_step_vec(const T* __restrict prev, T* __restrict cur, cons
     for (int k = 0; k < PV; ++k) vstore(cur + (n * PV + k) * W, a * vload<V>(prev + (n * PV + k) * W) + bt[n] * xd[k]);
 }
 
-// Reverse step of the backward for compile-time sizes (the formulas at the top of the file). On entry gs holds
-// a_{t+1} g_{t+1} (plus nothing else), on exit a_t g_t. Accumulators are split by the parity of n to shorten the
-// dependency chains.
+// Reverse step of the backward for compile-time sizes (the formulas at the top of the file), one head. On entry gs
+// holds a_{t+1} g_{t+1}, on exit a_t g_t. The head's parts of dB_t and dC_t are added to the vector accumulators
+// sb[n], sc[n] of its block (their lanes are summed once per block and step by the caller). The accumulators of
+// gb and sh are split by the parity of n to shorten the dependency chains.
 template <typename T, int PS, int NS>
 inline void reverse_step_vec(T* __restrict gs, const T* __restrict prev, const T* __restrict cur,
                              const T* __restrict xt, const T* __restrict dyt, const T* __restrict bt,
-                             const T* __restrict ct, const T* __restrict Dh, T wt, T a, T* __restrict dxt,
-                             T* __restrict dBt, T* __restrict dCt, T* __restrict dDacc, T& s_dot, T& sx_out) {
+                             const T* __restrict ct, const T* __restrict Dh, T skip, T wt, T a, bool want_xdy,
+                             T* __restrict dxt, typename Vec<T>::V* __restrict sb, typename Vec<T>::V* __restrict sc,
+                             T* __restrict dDacc, T& s_dot, T& sx_out, T& xdy_out) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W, PV = PS / W;
-  V xv[PV], dyv[PV], gb[2][PV], sh[2][PV], sb[NS], sc[NS];
+  V xw[PV], dyv[PV], gb[2][PV], sh[2][PV];
   for (int k = 0; k < PV; ++k) {
-    xv[k] = vload<V>(xt + k * W);
+    xw[k] = vload<V>(xt + k * W) * wt;
     dyv[k] = vload<V>(dyt + k * W);
     gb[0][k] = gb[1][k] = sh[0][k] = sh[1][k] = V{};
   }
@@ -250,35 +258,86 @@ inline void reverse_step_vec(T* __restrict gs, const T* __restrict prev, const T
       const V gv = vload<V>(gs + off) + cn * dyv[k];  // g_t
       gb[n & 1][k] += gv * bn;
       sh[n & 1][k] += gv * vload<V>(prev + off);
-      sbn += gv * xv[k];
+      sbn += gv * xw[k];
       scn += vload<V>(cur + off) * dyv[k];
       vstore(gs + off, a * gv);
     }
-    sb[n] = sbn;
-    sc[n] = scn;
+    sb[n] += sbn;
+    sc[n] += scn;
   }
-  for (int j = 0; j < NS / W; ++j) {
-    vstore(dBt + j * W, sum_lanes(sb + j * W) * wt);
-    vstore(dCt + j * W, sum_lanes(sc + j * W));
-  }
-  V sx = V{}, shv = V{};
+  V sx = V{}, shv = V{}, xdy = V{};
   for (int k = 0; k < PV; ++k) {
     const V gbk = gb[0][k] + gb[1][k];
-    vstore(dxt + k * W, (Dh ? vload<V>(Dh + k * W) * dyv[k] : V{}) + wt * gbk);
-    sx += xv[k] * gbk;
+    const V xv = vload<V>(xt + k * W);
+    vstore(dxt + k * W, (Dh ? vload<V>(Dh + k * W) + skip : V{} + skip) * dyv[k] + wt * gbk);
+    sx += xv * gbk;
     shv += sh[0][k] + sh[1][k];
-    vstore(dDacc + k * W, vload<V>(dDacc + k * W) + dyv[k] * xv[k]);
+    const V dx_ = dyv[k] * xv;
+    vstore(dDacc + k * W, vload<V>(dDacc + k * W) + dx_);
+    xdy += dx_;
   }
   s_dot = sum_one<V, T>(shv);
   sx_out = sum_one<V, T>(sx);
+  xdy_out = want_xdy ? sum_one<V, T>(xdy) : T(0);
+}
+
+// Reverse step for runtime sizes: reverse_step_vec with scalar accumulators sb[n], sc[n] (w_t already applied).
+template <typename T>
+inline void reverse_step(T* __restrict gs, const T* __restrict prev, const T* __restrict cur, const T* __restrict xt,
+                         const T* __restrict dyt, const T* __restrict bt, const T* __restrict ct,
+                         const T* __restrict Dh, T skip, T wt, T a, T* __restrict dxt, T* __restrict sb,
+                         T* __restrict sc, T* __restrict dDacc, T* __restrict gb, int64_t P, int64_t N, T& s_dot,
+                         T& sx_out, T& xdy_out) {
+#pragma omp simd
+  for (int64_t p = 0; p < P; ++p) gb[p] = 0;
+  T sdot = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const T cn = ct[n], bn = bt[n];
+    T* __restrict gn = gs + n * P;
+    const T* __restrict hp = prev + n * P;
+    const T* __restrict hc = cur + n * P;
+    T sbn = 0, scn = 0, sh = 0;
+#pragma omp simd reduction(+ : sbn, scn, sh)
+    for (int64_t p = 0; p < P; ++p) {
+      const T gv = gn[p] + cn * dyt[p];  // g_t
+      gb[p] += gv * bn;
+      sbn += gv * xt[p];
+      scn += hc[p] * dyt[p];
+      sh += gv * hp[p];
+      gn[p] = a * gv;  // a_t g_t: what step t-1 receives
+    }
+    sb[n] += wt * sbn;
+    sc[n] += scn;
+    sdot += sh;
+  }
+  T sx = 0, xdy = 0;
+#pragma omp simd reduction(+ : sx, xdy)
+  for (int64_t p = 0; p < P; ++p) {
+    dxt[p] = (Dh ? Dh[p] + skip : skip) * dyt[p] + wt * gb[p];
+    sx += xt[p] * gb[p];
+    dDacc[p] += dyt[p] * xt[p];
+    xdy += dyt[p] * xt[p];
+  }
+  s_dot = sdot;
+  sx_out = sx;
+  xdy_out = xdy;
+}
+
+// k_t = C_t · B_t of one group row.
+template <typename T>
+inline T dot_bc(const T* __restrict bt, const T* __restrict ct, int64_t N) {
+  T k = 0;
+#pragma omp simd reduction(+ : k)
+  for (int64_t n = 0; n < N; ++n) k += bt[n] * ct[n];
+  return k;
 }
 
 // Forward item = (batch element, block of kHeadBlock consecutive heads): each time step updates the block's heads
 // one after the other, so the loop walks x, y, dt (and B, C when heads share groups) in memory order and the
 // independent head updates overlap in the pipeline. The block's states (kHeadBlock · P · N values) stay in L1.
 template <typename T, int PS, int NS>
-void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D,
-                   const T* h0, T* y, T* hlast, T* ckpt, int64_t i0, int64_t i1) {
+void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B,
+                   const T* C, const T* D, const T* h0, T* y, T* hlast, T* ckpt, int64_t i0, int64_t i1) {
   const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L;
   const int64_t nc = d.n_chunks(), NP = N * P, per_group = H / G;
   const int64_t blocks = (H + kHeadBlock - 1) / kHeadBlock;
@@ -299,20 +358,30 @@ void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* 
         for (int64_t g = hb0 / per_group; g <= (hb1 - 1) / per_group; ++g)
           __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
         __builtin_prefetch(dt + ahead * H + hb0);
+        if (cn) __builtin_prefetch(cn + ahead * H + hb0);
       }
+      int64_t k_group = -1;  // the group whose k_t = C_t · B_t is in k_t (heads of a group share it)
+      T k_t = 0;
       for (int64_t h = hb0; h < hb1; ++h) {
         T* __restrict s = s_v.data() + (h - hb0) * NP;
         if (ckpt && t % d.chunk == 0) std::memcpy(ckpt + ((b * H + h) * nc + t / d.chunk) * NP, s, sizeof(T) * NP);
         const int64_t g = h / per_group;
+        const T* bt = B + (row * G + g) * N;
+        const T* ct = C + (row * G + g) * N;
         const T dtt = dt[row * H + h];
         const T a = std::exp(dtt * A[h]);
         const T wt = w ? w[row * H + h] : dtt;  // input weight: dt, or the trapezoid rule's own
+        T skip = 0;
+        if (cn) {
+          if (g != k_group) k_t = dot_bc(bt, ct, N), k_group = g;
+          skip = -cn[row * H + h] * k_t;
+        }
         if constexpr (PS != 0 && NS != 0)
-          fwd_step_vec<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N,
-                                  D ? D + h * P : nullptr, wt, a, y + (row * H + h) * P);
+          fwd_step_vec<T, PS, NS>(s, x + (row * H + h) * P, bt, ct, D ? D + h * P : nullptr, skip, wt, a,
+                                  y + (row * H + h) * P);
         else
-          fwd_step<T, PS, NS>(s, x + (row * H + h) * P, B + (row * G + g) * N, C + (row * G + g) * N,
-                              D ? D + h * P : nullptr, wt, a, y + (row * H + h) * P, P, N);
+          fwd_step<T, PS, NS>(s, x + (row * H + h) * P, bt, ct, D ? D + h * P : nullptr, skip, wt, a,
+                              y + (row * H + h) * P, P, N);
       }
     }
     if (hlast)
@@ -336,144 +405,170 @@ inline void input_weight_grads(T decay_part, T sx, T* ddt, T* dw, int64_t at) {
   }
 }
 
+// Heads per backward block for groups of R heads: blocks never span two groups, so a block's heads share B_t and
+// C_t and their dB_t, dC_t add up inside the kernel (one partial row per block and step instead of one per head).
+// Four heads: their recomputed states for a chunk of 32 steps (4 · 33 · P · N values, 132 KiB at P = N = 16 in
+// float) stay in the L2 cache; blocks of 8 heads with 16-step chunks and of 2 with 64-step chunks measured slower.
+constexpr int64_t kBackwardBlock = 4;
+inline int64_t backward_block(int64_t R) { return std::min(kBackwardBlock, R); }
+
+// Backward item = (batch element, group, block of that group's heads). Chunk by chunk, from the last: the states of
+// the chunk's steps are recomputed from the checkpoint for every head of the block, then the adjoint recurrence runs
+// backwards through the chunk, all heads of the block per step.
 template <typename T, int PS, int NS>
-void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C,
-                    const T* D, const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dA, T* dB, T* dC, T* dD, T* dh0,
-                    int64_t i0, int64_t i1) {
-  const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L, T_ = d.chunk;
-  const int64_t nc = d.n_chunks();
-  const int64_t NP = N * P;
-  std::vector<T> hs_v((T_ + 1) * NP);  // states h_{t0-1} .. h_{t1-1} of the current chunk
-  T* __restrict hs = hs_v.data();
-  Buf<T, PS * NS> g_b(NP);
-  Buf<T, PS> gb_b(P), dd_b(P);
-  T* __restrict gs = g_b.data();
-  T* __restrict gb = gb_b.data();
-  T* __restrict dDacc = dd_b.data();
+void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B,
+                    const T* C, const T* D, const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dcn,
+                    T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t i0, int64_t i1) {
+  typedef typename Vec<T>::V V;
+  constexpr int W = Vec<T>::W;
+  constexpr bool kVec = PS != 0 && NS != 0;
+  const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L, TC = d.chunk;
+  const int64_t nc = d.n_chunks(), NP = N * P;
+  const int64_t R = H / G, HB = backward_block(R), NB = (R + HB - 1) / HB;
+  std::vector<T> hs_v(HB * (TC + 1) * NP), gs_v(HB * NP), dd_v(HB * P), gb_v(P), sb_s(N), sc_s(N);
+  V sb_v[kVec ? NS : 1], sc_v[kVec ? NS : 1];
+  T dA_acc[kBackwardBlock];
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t b = item / H, h = item % H, g = h / (H / G);
-    const T rate = A[h];
-    const T* Dh = D ? D + h * P : nullptr;
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t p = 0; p < P; ++p) gs[n * P + p] = dhlast ? dhlast[((b * H + h) * P + p) * N + n] : T(0);
-    for (int64_t p = 0; p < P; ++p) dDacc[p] = 0;
-    T dA_acc = 0;
+    const int64_t b = item / (G * NB), g = (item / NB) % G, jb = item % NB;
+    const int64_t hA = g * R + jb * HB, nh = std::min(HB, (g + 1) * R - hA);
+    for (int64_t j = 0; j < nh; ++j) {
+      const int64_t h = hA + j;
+      T* gs = gs_v.data() + j * NP;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p) gs[n * P + p] = dhlast ? dhlast[((b * H + h) * P + p) * N + n] : T(0);
+      std::fill(dd_v.begin() + j * P, dd_v.begin() + (j + 1) * P, T(0));
+      dA_acc[j] = 0;
+    }
     for (int64_t c = nc - 1; c >= 0; --c) {
-      const int64_t t0 = c * T_, t1 = std::min(L, t0 + T_);
+      const int64_t t0 = c * TC, t1 = std::min(L, t0 + TC);
       // Recompute the chunk's states from its checkpoint.
-      std::memcpy(hs, ckpt + ((b * H + h) * nc + c) * NP, sizeof(T) * NP);
+      for (int64_t j = 0; j < nh; ++j)
+        std::memcpy(hs_v.data() + j * (TC + 1) * NP, ckpt + ((b * H + hA + j) * nc + c) * NP, sizeof(T) * NP);
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row = b * L + t;
-        if (t + kAhead < t1) prefetch_rows(x, dt, B, C, dy, row + kAhead, H, G, P, N, h, g);
-        const T dtt = dt[row * H + h];
-        const T a = std::exp(dtt * rate);
-        const T wt = w ? w[row * H + h] : dtt;
-        const T* __restrict xt = x + (row * H + h) * P;
-        const T* __restrict bt = B + (row * G + g) * N;
-        const T* __restrict prev = hs + (t - t0) * NP;
-        T* __restrict cur = hs + (t - t0 + 1) * NP;
-        if constexpr (PS != 0 && NS != 0) {
-          recompute_step_vec<T, PS, NS>(prev, cur, xt, bt, wt, a);
-          continue;
+        if (t + kAhead < L) {
+          const int64_t ahead = row + kAhead;
+          for (int64_t j = 0; j < nh; j += std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T))))) {
+            __builtin_prefetch(x + (ahead * H + hA + j) * P);
+            __builtin_prefetch(dy + (ahead * H + hA + j) * P);
+          }
+          __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
+          __builtin_prefetch(dt + ahead * H + hA);
         }
-        for (int64_t n = 0; n < N; ++n) {
-          const T bn = wt * bt[n];
+        const T* __restrict bt = B + (row * G + g) * N;
+        for (int64_t j = 0; j < nh; ++j) {
+          const int64_t h = hA + j;
+          const T dtt = dt[row * H + h];
+          const T a = std::exp(dtt * A[h]);
+          const T wt = w ? w[row * H + h] : dtt;
+          const T* __restrict xt = x + (row * H + h) * P;
+          const T* __restrict prev = hs_v.data() + (j * (TC + 1) + (t - t0)) * NP;
+          T* __restrict cur = const_cast<T*>(prev) + NP;
+          if constexpr (kVec) {
+            recompute_step_vec<T, PS, NS>(prev, cur, xt, bt, wt, a);
+          } else {
+            for (int64_t n = 0; n < N; ++n) {
+              const T bn = wt * bt[n];
 #pragma omp simd
-          for (int64_t p = 0; p < P; ++p) cur[n * P + p] = a * prev[n * P + p] + bn * xt[p];
+              for (int64_t p = 0; p < P; ++p) cur[n * P + p] = a * prev[n * P + p] + bn * xt[p];
+            }
+          }
         }
       }
       for (int64_t t = t1 - 1; t >= t0; --t) {
         const int64_t row = b * L + t;
         if (t >= kAhead) {  // the rows written kAhead steps later (the recompute pass brought in those read)
-          __builtin_prefetch(dx + ((row - kAhead) * H + h) * P, 1);
-          __builtin_prefetch(dB + ((row - kAhead) * H + h) * N, 1);
-          __builtin_prefetch(dC + ((row - kAhead) * H + h) * N, 1);
+          for (int64_t j = 0; j < nh; j += std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T)))))
+            __builtin_prefetch(dx + ((row - kAhead) * H + hA + j) * P, 1);
+          __builtin_prefetch(dB + (((row - kAhead) * G + g) * NB + jb) * N, 1);
+          __builtin_prefetch(dC + (((row - kAhead) * G + g) * NB + jb) * N, 1);
         }
-        const T dtt = dt[row * H + h];
-        const T a = std::exp(dtt * rate);
-        const T wt = w ? w[row * H + h] : dtt;
-        const T* __restrict xt = x + (row * H + h) * P;
-        const T* __restrict dyt = dy + (row * H + h) * P;
         const T* __restrict bt = B + (row * G + g) * N;
         const T* __restrict ct = C + (row * G + g) * N;
-        const T* __restrict prev = hs + (t - t0) * NP;
-        const T* __restrict cur = prev + NP;
-        T* __restrict dBt = dB + (row * H + h) * N;
-        T* __restrict dCt = dC + (row * H + h) * N;
-        if constexpr (PS != 0 && NS != 0) {
-          T s_dot, sx;
-          reverse_step_vec<T, PS, NS>(gs, prev, cur, xt, dyt, bt, ct, Dh, wt, a, dx + (row * H + h) * P, dBt, dCt,
-                                      dDacc, s_dot, sx);
-          input_weight_grads(rate * a * s_dot, sx, ddt, dw, row * H + h);
-          dA_acc += dtt * a * s_dot;
-          continue;
+        const T k_t = cn ? dot_bc(bt, ct, N) : T(0);
+        if constexpr (kVec) {
+          for (int n = 0; n < NS; ++n) sb_v[n] = sc_v[n] = V{};
+        } else {
+          std::fill(sb_s.begin(), sb_s.end(), T(0));
+          std::fill(sc_s.begin(), sc_s.end(), T(0));
         }
-#pragma omp simd
-        for (int64_t p = 0; p < P; ++p) gb[p] = 0;
-        T s_dot = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          const T cn = ct[n], bn = bt[n];
-          T* __restrict gn = gs + n * P;
-          const T* __restrict hp = prev + n * P;
-          const T* __restrict hc = cur + n * P;
-          T sb = 0, sc = 0, sh = 0;
-#pragma omp simd reduction(+ : sb, sc, sh)
-          for (int64_t p = 0; p < P; ++p) {
-            const T gv = gn[p] + cn * dyt[p];  // g_t
-            gb[p] += gv * bn;
-            sb += gv * xt[p];
-            sc += hc[p] * dyt[p];
-            sh += gv * hp[p];
-            gn[p] = a * gv;  // a_t g_t: what step t-1 receives
+        T coef = 0;  // Σ_heads cn_t s_t: the correction's part of dB_t, dC_t
+        for (int64_t j = 0; j < nh; ++j) {
+          const int64_t h = hA + j, at = row * H + h;
+          const T dtt = dt[at];
+          const T a = std::exp(dtt * A[h]);
+          const T wt = w ? w[at] : dtt;
+          const T cnt = cn ? cn[at] : T(0);
+          const T* __restrict prev = hs_v.data() + (j * (TC + 1) + (t - t0)) * NP;
+          T s_dot, sx, xdy;
+          if constexpr (kVec)
+            reverse_step_vec<T, PS, NS>(gs_v.data() + j * NP, prev, prev + NP, x + at * P, dy + at * P, bt, ct,
+                                        D ? D + h * P : nullptr, -cnt * k_t, wt, a, cn != nullptr, dx + at * P, sb_v,
+                                        sc_v, dd_v.data() + j * P, s_dot, sx, xdy);
+          else
+            reverse_step<T>(gs_v.data() + j * NP, prev, prev + NP, x + at * P, dy + at * P, bt, ct,
+                            D ? D + h * P : nullptr, -cnt * k_t, wt, a, dx + at * P, sb_s.data(), sc_s.data(),
+                            dd_v.data() + j * P, gb_v.data(), P, N, s_dot, sx, xdy);
+          input_weight_grads(A[h] * a * s_dot, sx, ddt, dw, at);
+          dA_acc[j] += dtt * a * s_dot;
+          if (cn) {
+            dcn[at] = -k_t * xdy;
+            coef += cnt * xdy;
           }
-          dBt[n] = wt * sb;
-          dCt[n] = sc;
-          s_dot += sh;
         }
-        T sx = 0;
-        T* __restrict dxt = dx + (row * H + h) * P;
-#pragma omp simd reduction(+ : sx)
-        for (int64_t p = 0; p < P; ++p) {
-          dxt[p] = (Dh ? Dh[p] * dyt[p] : T(0)) + wt * gb[p];
-          sx += xt[p] * gb[p];
-          dDacc[p] += dyt[p] * xt[p];
+        T* __restrict dBt = dB + ((row * G + g) * NB + jb) * N;
+        T* __restrict dCt = dC + ((row * G + g) * NB + jb) * N;
+        if constexpr (kVec) {
+          for (int q = 0; q < NS / W; ++q) {
+            vstore(dBt + q * W, sum_lanes(sb_v + q * W) - coef * vload<V>(ct + q * W));
+            vstore(dCt + q * W, sum_lanes(sc_v + q * W) - coef * vload<V>(bt + q * W));
+          }
+        } else {
+          for (int64_t n = 0; n < N; ++n) {
+            dBt[n] = sb_s[n] - coef * ct[n];
+            dCt[n] = sc_s[n] - coef * bt[n];
+          }
         }
-        input_weight_grads(rate * a * s_dot, sx, ddt, dw, row * H + h);
-        dA_acc += dtt * a * s_dot;
       }
     }
-    dA[b * H + h] = dA_acc;
-    if (dD)
-      for (int64_t p = 0; p < P; ++p) dD[(b * H + h) * P + p] = dDacc[p];
-    if (dh0)
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t p = 0; p < P; ++p) dh0[((b * H + h) * P + p) * N + n] = gs[n * P + p];
+    for (int64_t j = 0; j < nh; ++j) {
+      const int64_t h = hA + j;
+      dA[b * H + h] = dA_acc[j];
+      if (dD)
+        for (int64_t p = 0; p < P; ++p) dD[(b * H + h) * P + p] = dd_v[j * P + p];
+      if (dh0)
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t p = 0; p < P; ++p) dh0[((b * H + h) * P + p) * N + n] = gs_v[j * NP + n * P + p];
+    }
   }
 }
 
 template <typename T>
-int forward(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D, const T* h0, T* y,
-            T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk,
-            int64_t i0, int64_t i1) {
+int forward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C, const T* D,
+            const T* h0, T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G,
+            int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
   DenormalGuard guard;
   const Dims d{batch, L, H, P, G, N, chunk};
   if (P == 16 && N == 16)
-    forward_items<T, 16, 16>(d, x, dt, w, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+    forward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
   else
-    forward_items<T, 0, 0>(d, x, dt, w, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+    forward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
   return 0;
 }
 
 template <typename T>
-int backward(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D, const T* dy,
-             const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t batch,
-             int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
+int backward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C, const T* D,
+             const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dcn, T* dA, T* dB, T* dC, T* dD,
+             T* dh0, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0,
+             int64_t i1) {
   DenormalGuard guard;
   const Dims d{batch, L, H, P, G, N, chunk};
   if (P == 16 && N == 16)
-    backward_items<T, 16, 16>(d, x, dt, w, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dA, dB, dC, dD, dh0, i0, i1);
+    backward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0,
+                              i0, i1);
   else
-    backward_items<T, 0, 0>(d, x, dt, w, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dA, dB, dC, dD, dh0, i0, i1);
+    backward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, i0,
+                            i1);
   return 0;
 }
 
@@ -481,21 +576,22 @@ int backward(const T* x, const T* dt, const T* w, const T* A, const T* B, const 
 
 extern "C" {
 
-int ssmad_ssd_abi_version() { return 2; }
+int ssmad_ssd_abi_version() { return 3; }
 int64_t ssmad_ssd_head_block() { return kHeadBlock; }
+int64_t ssmad_ssd_backward_block() { return kBackwardBlock; }
 
 #define SSMAD_SSD_EXPORT(SUFFIX, T)                                                                                   \
-  int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D,     \
-                             const T* h0, T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P,    \
-                             int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                           \
-    return forward<T>(x, dt, w, A, B, C, D, h0, y, hlast, ckpt, batch, L, H, P, G, N, chunk, i0, i1);                \
+  int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C,    \
+                             const T* D, const T* h0, T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H,   \
+                             int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                \
+    return forward<T>(x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, batch, L, H, P, G, N, chunk, i0, i1);            \
   }                                                                                                                   \
-  int ssmad_ssd_bwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* A, const T* B, const T* C, const T* D,     \
-                             const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dA, T* dB, T* dC,  \
-                             T* dD, T* dh0, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N,     \
-                             int64_t chunk, int64_t i0, int64_t i1) {                                                 \
-    return backward<T>(x, dt, w, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dA, dB, dC, dD, dh0, batch, L, H, P, G,  \
-                       N, chunk, i0, i1);                                                                             \
+  int ssmad_ssd_bwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C,    \
+                             const T* D, const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dcn,   \
+                             T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t batch, int64_t L, int64_t H, int64_t P,      \
+                             int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                           \
+    return backward<T>(x, dt, w, cn, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, batch, L,  \
+                       H, P, G, N, chunk, i0, i1);                                                                    \
   }
 
 SSMAD_SSD_EXPORT(f32, float)
