@@ -25,6 +25,9 @@ same operator; to give them different jobs, as the abstract describes, they comp
   The K directions are folded into the batch of one scan call. The recurrence runs through
   :func:`ssmad.ssm.ssd_scan`: on a CPU its compiled SSD kernel (3.5-3.9× faster forward + backward than the
   compiled selective-scan kernel given the same problem, ``ssmad bench ssd``), elsewhere the chunked dual form.
+  For inference on a CPU (no gradients, not exporting) the kernel's directional forward
+  (:func:`ssmad.ssm.ssd_cpu.ssd_scan_cpu_directional`) reads ``x`` and sums the K outputs in raster order itself,
+  so the K gathered copies of ``x`` and the K outputs are never built.
   The selective-scan form (``Δ`` and ``A`` repeated over each head's channels) stays available as
   ``scan_backend="selective"``; all are tested against the sequential oracle.
 * **matrix path** (``matrix_path``): the SSD matrix form ``y = (M ∘ C Bᵀ)(Δ·x)`` with the mask ``M`` replaced by
@@ -77,7 +80,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
 from ..scans import check_scan_name, direction_ids, direction_tables
-from ..ssm import backend_available, selective_scan, ssd_cpu, ssd_scan, ssd_scan_ref
+from ..ssm import backend_available, is_exporting, selective_scan, ssd_cpu, ssd_scan, ssd_scan_ref
 from ..ssm.init import inverse_softplus
 from .droppath import DropPath
 
@@ -182,11 +185,7 @@ def sequence_ssd(
     """
     heads = x.shape[2]
     kernel = resolve_kernel(kernel, x.device)
-    if theta is not None:
-        # φ_t = Σ_{s≤t} θ_s per group and pair; B and C of step t are turned by φ_t
-        phi = torch.cumsum(theta, dim=1)
-        B = rotate_pairs(B, phi)
-        C = rotate_pairs(C, phi)
+    B, C = _rotary_bc(B, C, theta)
     if kernel in ("ssd", "reference"):
         # the trapezoid runs inside the scan (one ordinary SSD scan plus a diagonal correction, ssmad.ssm.ssd_mamba3)
         if kernel == "reference":
@@ -200,6 +199,23 @@ def sequence_ssd(
     y = _selective_form(x * ((lam * dt - nu) / dt).unsqueeze(-1), dt, A, B, C)
     cb = torch.einsum("blgn,blgn->blg", C, B).repeat_interleave(heads // B.shape[2], dim=2)
     return y + (nu * cb).unsqueeze(-1) * x
+
+
+def _rotary_bc(B: Tensor, C: Tensor, theta: Tensor | None) -> tuple[Tensor, Tensor]:
+    """B and C turned by the accumulated angles ``φ_t = Σ_{s≤t} θ_s`` (per group and pair), or unchanged."""
+    if theta is None:
+        return B, C
+    phi = torch.cumsum(theta, dim=1)
+    return rotate_pairs(B, phi), rotate_pairs(C, phi)
+
+
+def _fused_inference(kernel: str, *tensors: Tensor | None) -> bool:
+    """Whether the recurrent path may run on the kernel's directional forward (CPU, kernel built, no gradients)."""
+    x = tensors[0]
+    assert x is not None
+    if kernel != "ssd" or x.device.type != "cpu" or is_exporting() or not ssd_cpu.is_available():
+        return False
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
 
 
 def _gather_seq(t: Tensor, flat_index: Tensor, k: int) -> Tensor:
@@ -237,6 +253,21 @@ def directional_ssd(
     k, length = index.shape
     b = x.shape[0]
     flat = index.reshape(-1)
+    if _fused_inference(resolve_kernel(kernel, x.device), x, dt, A, B, C, lam, theta):
+        # inference on a CPU: the kernel reads x and sums the K outputs in raster order itself (the same maths as
+        # below; only the small per-step tensors dt, B, C, λ, θ are gathered)
+        Bk, Ck = _rotary_bc(
+            _gather_seq(B, flat, k), _gather_seq(C, flat, k), None if theta is None else _gather_seq(theta, flat, k)
+        )
+        return ssd_cpu.ssd_scan_cpu_directional(
+            x,
+            _gather_seq(dt, flat, k),
+            A,
+            Bk,
+            Ck,
+            index,
+            trapezoid_lambda=None if lam is None else _gather_seq(lam, flat, k),
+        )
     y = sequence_ssd(
         _gather_seq(x, flat, k),
         _gather_seq(dt, flat, k),

@@ -61,7 +61,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for suffix in ("f32", "f64"):
         fwd = getattr(lib, f"ssmad_ssd_fwd_{suffix}")
-        fwd.argtypes = [p] * 12 + [i64] * 9
+        fwd.argtypes = [p] * 13 + [i64] * 10
         fwd.restype = ctypes.c_int
         bwd = getattr(lib, f"ssmad_ssd_bwd_{suffix}")
         bwd.argtypes = [p] * 20 + [i64] * 9
@@ -119,8 +119,8 @@ class _SSDCpu(torch.autograd.Function):
         last = x.new_empty(batch, heads, headdim, dstate)
         ckpt = x.new_empty(batch, heads, n_chunks, dstate, headdim) if train else None
         fn = lib.ssmad_ssd_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_fwd_f32
-        ptrs = (x, dt, w, cn, A, B, C, D, h0, y, last, ckpt)
-        args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, chunk)
+        ptrs = (x, dt, w, cn, A, B, C, D, h0, y, last, ckpt, None)
+        args = (*map(_ptr, ptrs), 1, batch, length, heads, headdim, groups, dstate, chunk)
         items = batch * math.ceil(heads / lib.ssmad_ssd_head_block())  # forward item: (batch, block of heads)
         cpu._run_parallel(fn, items, args, batch * length * heads * headdim * dstate)
         if train:
@@ -206,3 +206,68 @@ def ssd_scan_cpu(
     y, last = _SSDCpu.apply(xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, Dc, h0)
     out = skip_and_gate(y, xc, None, z).to(x.dtype)
     return (out, last) if return_final_states else out
+
+
+def ssd_scan_cpu_directional(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    order: Tensor,
+    *,
+    trapezoid_lambda: Tensor | None = None,
+) -> Tensor:
+    """Sum of SSD scans of one map along K scan orders, on the kernel, for inference (no gradients).
+
+    Equals ``Σ_k scatter_k(ssd_scan(x[:, order[k]], dt_k, A, B_k, C_k))`` where sequence ``k`` of image ``i`` is
+    batch row ``i·K + k`` of ``dt``, ``B``, ``C`` and ``trapezoid_lambda`` and its output at step ``t`` belongs to
+    position ``order[k, t]``; the kernel reads ``x`` and adds into the result in raster order, so the ``K`` gathered
+    copies of ``x`` and the ``K`` outputs are never built (``directional_ssd`` in :mod:`ssmad.layers.hss2` is the
+    readable composition, and the oracle in the tests).
+
+    Args:
+        x: Inputs in raster order ``(batch, L, H, P)``.
+        dt: Positive step sizes (bias and softplus applied) ``(batch · K, L, H)``, in scan order.
+        A: Decay rates ``(H,)``.
+        B: Input projections ``(batch · K, L, G, N)``, in scan order.
+        C: Output projections ``(batch · K, L, G, N)``, in scan order.
+        order: ``order[k, t]`` = position visited at step ``t`` of order ``k``, ``(K, L)``; each row a permutation.
+        trapezoid_lambda: Mamba-3 trapezoid weights ``(batch · K, L, H)`` in scan order, or None.
+
+    Returns:
+        ``(batch, L, H, P)`` in raster order, in ``x``'s dtype.
+
+    Raises:
+        ValueError: Tensors not on the CPU, the kernel not available, or inconsistent shapes.
+    """
+    lib = load_library()
+    if lib is None:
+        raise ValueError("the 'cpu' ssd_scan backend is not available here (no working C++ compiler)")
+    if x.device.type != "cpu":
+        raise ValueError(f"ssd_scan_cpu_directional needs CPU tensors, got {x.device}")
+    batch, length, heads, headdim = x.shape
+    k, groups, dstate = order.shape[0], B.shape[2], B.shape[3]
+    if order.shape != (k, length) or dt.shape != (batch * k, length, heads) or B.shape[:2] != (batch * k, length):
+        raise ValueError(
+            f"ssd_scan_cpu_directional: order {tuple(order.shape)}, dt {tuple(dt.shape)} and B {tuple(B.shape)} do "
+            f"not fit x {tuple(x.shape)} with K = {k} orders of length {length}"
+        )
+    if length and (int(order.min()) < 0 or int(order.max()) >= length):
+        raise ValueError(f"ssd_scan_cpu_directional: order has positions outside [0, {length})")
+    cdt = compute_dtype(x, dt, A, B, C, trapezoid_lambda)
+    with torch.no_grad():
+        xc, dtc = x.to(cdt).contiguous(), dt.to(cdt).contiguous()
+        Bc, Cc = B.to(cdt).contiguous(), C.to(cdt).contiguous()
+        w = c_next = None
+        if trapezoid_lambda is not None:
+            w, c_next = trapezoid_weights(dtc, trapezoid_lambda.to(cdt))
+            w, c_next = w.contiguous(), c_next.contiguous()
+        orderc = order.to(device="cpu", dtype=torch.int64).contiguous()
+        y = torch.empty_like(xc)
+        fn = lib.ssmad_ssd_fwd_f64 if cdt == torch.float64 else lib.ssmad_ssd_fwd_f32
+        ptrs = (xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, None, None, y, None, None, orderc)
+        args = (*map(_ptr, ptrs), k, batch * k, length, heads, headdim, groups, dstate, CHUNK)
+        items = batch * math.ceil(heads / lib.ssmad_ssd_head_block())  # item: (image, block of heads), all K orders
+        cpu._run_parallel(fn, items, args, batch * k * length * heads * headdim * dstate)
+    return y.to(x.dtype)

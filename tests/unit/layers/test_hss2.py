@@ -11,6 +11,7 @@ import torch
 from ssmad.errors import ConfigError, InputError
 from ssmad.layers.hss2 import SSD2D, HSSv2Block, directional_ssd, matrix_path, sequence_ssd
 from ssmad.scans import direction_tables
+from ssmad.ssm import ssd_cpu
 
 
 @pytest.fixture(autouse=True)
@@ -193,3 +194,75 @@ def test_auto_kernel_prefers_the_ssd_kernel_and_falls_back(monkeypatch):
     monkeypatch.setattr(hss2, "backend_available", lambda name, device: False)  # no compiler at all
     assert hss2.resolve_kernel("auto", cpu) == "ssd"
     assert hss2.resolve_kernel("selective", cpu) == "selective"
+
+
+needs_kernel = pytest.mark.skipif(not ssd_cpu.is_available(), reason="no C++ compiler for the ssd_scan CPU kernel")
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("k", "hw", "p", "n", "switches"),
+    [
+        (1, (5, 7), 16, 16, ("lam", "theta")),  # the P = N = 16 specialisation, non-square map
+        (2, (4, 4), 16, 16, ()),
+        (4, (6, 3), 3, 6, ("lam",)),  # runtime sizes
+        (8, (5, 5), 16, 16, ("lam", "theta")),
+        (8, (2, 9), 4, 6, ("theta",)),
+    ],
+)
+def test_fused_directional_inference_equals_the_composed_path(k, hw, p, n, switches, monkeypatch) -> None:
+    # without gradients on a CPU, directional_ssd runs the kernel's directional forward (x read and outputs summed
+    # in raster order); the composition of gathers, sequence scans and scatter (the reference kernel) is the oracle
+    length = hw[0] * hw[1]
+    x, dt, A, B, C, lam, theta = _inputs(b=2, length=length, heads=10, p=p, n=n, seed=k)
+    extra = {"lam": lam if "lam" in switches else None, "theta": theta if "theta" in switches else None}
+    index, inverse = direction_tables("hilbert", *hw, k)
+    ref = directional_ssd(x, dt, A, B, C, index, inverse, **extra, kernel="reference")
+    calls = []
+    real = ssd_cpu.ssd_scan_cpu_directional
+    monkeypatch.setattr(ssd_cpu, "ssd_scan_cpu_directional", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    with torch.no_grad():
+        got = directional_ssd(x, dt, A, B, C, index, inverse, **extra, kernel="auto")
+    assert calls == [1]  # the fused path ran
+    assert torch.allclose(got, ref, rtol=1e-9, atol=1e-10)
+    got32 = real(x.float(), _gather(dt, index).float(), A.float(), *_seq_bc(B, C, extra["theta"], index), index,
+                 trapezoid_lambda=None if extra["lam"] is None else _gather(extra["lam"], index))  # fmt: skip
+    assert got32.dtype == torch.float32
+    assert torch.allclose(got32.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def _gather(t, index):
+    k, length = index.shape
+    return t[:, index.reshape(-1).long()].reshape(t.shape[0] * k, length, *t.shape[2:])
+
+
+def _seq_bc(B, C, theta, index):
+    Bk, Ck = _gather(B, index).float(), _gather(C, index).float()
+    if theta is None:
+        return Bk, Ck
+    from ssmad.layers.hss2 import rotate_pairs
+
+    phi = torch.cumsum(_gather(theta, index), dim=1).float()
+    return rotate_pairs(Bk, phi), rotate_pairs(Ck, phi)
+
+
+@needs_kernel
+def test_gradients_take_the_composed_path() -> None:
+    x, dt, A, B, C, lam, theta = _inputs(b=1, length=12)
+    index, inverse = direction_tables("hilbert", 3, 4, 2)
+    x.requires_grad_(True)
+    y = directional_ssd(x, dt, A, B, C, index, inverse, lam=lam, theta=theta, kernel="auto")
+    (g,) = torch.autograd.grad(y.sum(), x)
+    ref = directional_ssd(x, dt, A, B, C, index, inverse, lam=lam, theta=theta, kernel="reference")
+    (g_ref,) = torch.autograd.grad(ref.sum(), x)
+    assert torch.allclose(g, g_ref, rtol=1e-9, atol=1e-10)
+
+
+@needs_kernel
+def test_directional_kernel_rejects_bad_orders() -> None:
+    x, dt, A, B, C, _, _ = _inputs(b=1, length=6)
+    order = torch.arange(6).unsqueeze(0)
+    with pytest.raises(ValueError, match="outside"):
+        ssd_cpu.ssd_scan_cpu_directional(x, dt, A, B, C, order + 1)
+    with pytest.raises(ValueError, match="do not fit"):
+        ssd_cpu.ssd_scan_cpu_directional(x, dt, A, B, C, torch.arange(6).repeat(2, 1))

@@ -79,7 +79,8 @@ struct Buf<T, 0> {
 // One forward step on the state s[N][P]: s <- a s + (dt x) Bᵀ, acc <- acc + s C (acc starts at (D + skip) x).
 template <typename T, int PS, int NS>
 inline void fwd_step(T* __restrict s, const T* __restrict xt, const T* __restrict bt, const T* __restrict ct,
-                     const T* __restrict Dh, T skip, T dtt, T a, T* __restrict yt, int64_t P_, int64_t N_) {
+                     const T* __restrict Dh, T skip, T dtt, T a, T* __restrict yt, bool add, int64_t P_,
+                     int64_t N_) {
   const int64_t P = PS ? PS : P_, N = NS ? NS : N_;
   Buf<T, PS> xd_b(P), acc0_b(P), acc1_b(P);
   T* __restrict xd = xd_b.data();
@@ -115,7 +116,7 @@ inline void fwd_step(T* __restrict s, const T* __restrict xt, const T* __restric
     }
   }
 #pragma omp simd
-  for (int64_t p = 0; p < P; ++p) yt[p] = acc0[p] + acc1[p];
+  for (int64_t p = 0; p < P; ++p) yt[p] = (add ? yt[p] : T(0)) + acc0[p] + acc1[p];
 }
 
 // Rows of one head are H·P (x, y) or G·N (B, C) elements apart, so consecutive steps touch a new cache line of
@@ -158,7 +159,7 @@ inline void vstore(T* p, V v) {
 // fwd_step for compile-time P = PS (a multiple of the vector width) and N = NS; s is 32-byte aligned.
 template <typename T, int PS, int NS>
 inline void fwd_step_vec(T* __restrict s, const T* __restrict xt, const T* __restrict bt, const T* __restrict ct,
-                         const T* __restrict Dh, T skip, T dtt, T a, T* __restrict yt) {
+                         const T* __restrict Dh, T skip, T dtt, T a, T* __restrict yt, bool add) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W, PV = PS / W;
   V xd[PV], acc0[PV], acc1[PV];
@@ -181,7 +182,7 @@ inline void fwd_step_vec(T* __restrict s, const T* __restrict xt, const T* __res
       acc1[k] += c1 * s1;
     }
   }
-  for (int k = 0; k < PV; ++k) vstore(yt + k * W, acc0[k] + acc1[k]);
+  for (int k = 0; k < PV; ++k) vstore(yt + k * W, (add ? vload<V>(yt + k * W) : V{}) + acc0[k] + acc1[k]);
 }
 
 // out[i] = sum of the lanes of v[i], for the W vectors v[0..W-1] (a transposed horizontal sum).
@@ -335,61 +336,77 @@ inline T dot_bc(const T* __restrict bt, const T* __restrict ct, int64_t N) {
 // Forward item = (batch element, block of kHeadBlock consecutive heads): each time step updates the block's heads
 // one after the other, so the loop walks x, y, dt (and B, C when heads share groups) in memory order and the
 // independent head updates overlap in the pipeline. The block's states (kHeadBlock · P · N values) stay in L1.
+//
+// Directional mode (order != null, inference only: no h0, hlast, ckpt, D): the batch holds K scan orders of each
+// image, sequence b·K + k running along order[k] (K, L) over the positions of image b. x and y are then in raster
+// order, (batch / K, L, H, P): step t of sequence k reads x at position order[k][t] and adds its output to y there,
+// so neither the K gathered copies of x nor the K outputs exist in memory. An item covers all K sequences of its
+// image (the K outputs of a position add up in one thread); without order, K = 1.
 template <typename T, int PS, int NS>
 void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B,
-                   const T* C, const T* D, const T* h0, T* y, T* hlast, T* ckpt, int64_t i0, int64_t i1) {
+                   const T* C, const T* D, const T* h0, T* y, T* hlast, T* ckpt, const int64_t* order, int64_t K,
+                   int64_t i0, int64_t i1) {
   const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L;
   const int64_t nc = d.n_chunks(), NP = N * P, per_group = H / G;
   const int64_t blocks = (H + kHeadBlock - 1) / kHeadBlock;
+  const int64_t line = std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T))));  // heads per cache line of x, y
   Buf<T, int(kHeadBlock) * PS * NS> s_v(kHeadBlock * NP);
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t b = item / blocks, hb0 = (item % blocks) * kHeadBlock, hb1 = std::min(H, hb0 + kHeadBlock);
-    for (int64_t h = hb0; h < hb1; ++h) {
-      T* s = s_v.data() + (h - hb0) * NP;
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + h) * P + p) * N + n] : T(0);
-    }
-    for (int64_t t = 0; t < L; ++t) {
-      const int64_t row = b * L + t;
-      if (t + kAhead < L) {
-        const int64_t ahead = row + kAhead;
-        for (int64_t h = hb0; h < hb1; h += std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T)))))
-          __builtin_prefetch(x + (ahead * H + h) * P), __builtin_prefetch(y + (ahead * H + h) * P, 1);
-        for (int64_t g = hb0 / per_group; g <= (hb1 - 1) / per_group; ++g)
-          __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
-        __builtin_prefetch(dt + ahead * H + hb0);
-        if (cn) __builtin_prefetch(cn + ahead * H + hb0);
-      }
-      int64_t k_group = -1;  // the group whose k_t = C_t · B_t is in k_t (heads of a group share it)
-      T k_t = 0;
+    const int64_t image = item / blocks, hb0 = (item % blocks) * kHeadBlock, hb1 = std::min(H, hb0 + kHeadBlock);
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t b = image * K + k;  // the sequence: rows of dt, w, cn, B, C
+      const int64_t* path = order ? order + k * L : nullptr;
       for (int64_t h = hb0; h < hb1; ++h) {
-        T* __restrict s = s_v.data() + (h - hb0) * NP;
-        if (ckpt && t % d.chunk == 0) std::memcpy(ckpt + ((b * H + h) * nc + t / d.chunk) * NP, s, sizeof(T) * NP);
-        const int64_t g = h / per_group;
-        const T* bt = B + (row * G + g) * N;
-        const T* ct = C + (row * G + g) * N;
-        const T dtt = dt[row * H + h];
-        const T a = std::exp(dtt * A[h]);
-        const T wt = w ? w[row * H + h] : dtt;  // input weight: dt, or the trapezoid rule's own
-        T skip = 0;
-        if (cn) {
-          if (g != k_group) k_t = dot_bc(bt, ct, N), k_group = g;
-          skip = -cn[row * H + h] * k_t;
-        }
-        if constexpr (PS != 0 && NS != 0)
-          fwd_step_vec<T, PS, NS>(s, x + (row * H + h) * P, bt, ct, D ? D + h * P : nullptr, skip, wt, a,
-                                  y + (row * H + h) * P);
-        else
-          fwd_step<T, PS, NS>(s, x + (row * H + h) * P, bt, ct, D ? D + h * P : nullptr, skip, wt, a,
-                              y + (row * H + h) * P, P, N);
-      }
-    }
-    if (hlast)
-      for (int64_t h = hb0; h < hb1; ++h) {
-        const T* s = s_v.data() + (h - hb0) * NP;
+        T* s = s_v.data() + (h - hb0) * NP;
         for (int64_t n = 0; n < N; ++n)
-          for (int64_t p = 0; p < P; ++p) hlast[((b * H + h) * P + p) * N + n] = s[n * P + p];
+          for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + h) * P + p) * N + n] : T(0);
       }
+      for (int64_t t = 0; t < L; ++t) {
+        const int64_t row = b * L + t;
+        const int64_t xrow = path ? image * L + path[t] : row;  // the row of x and y
+        if (t + kAhead < L) {
+          const int64_t ahead = row + kAhead, xahead = path ? image * L + path[t + kAhead] : ahead;
+          for (int64_t h = hb0; h < hb1; h += line)
+            __builtin_prefetch(x + (xahead * H + h) * P), __builtin_prefetch(y + (xahead * H + h) * P, 1);
+          for (int64_t g = hb0 / per_group; g <= (hb1 - 1) / per_group; ++g)
+            __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
+          __builtin_prefetch(dt + ahead * H + hb0);
+          if (w) __builtin_prefetch(w + ahead * H + hb0);
+          if (cn) __builtin_prefetch(cn + ahead * H + hb0);
+        }
+        int64_t k_group = -1;  // the group whose k_t = C_t · B_t is in k_t (heads of a group share it)
+        T k_t = 0;
+        for (int64_t h = hb0; h < hb1; ++h) {
+          T* __restrict s = s_v.data() + (h - hb0) * NP;
+          if (ckpt && t % d.chunk == 0)
+            std::memcpy(ckpt + ((b * H + h) * nc + t / d.chunk) * NP, s, sizeof(T) * NP);
+          const int64_t g = h / per_group;
+          const T* bt = B + (row * G + g) * N;
+          const T* ct = C + (row * G + g) * N;
+          const T dtt = dt[row * H + h];
+          const T a = std::exp(dtt * A[h]);
+          const T wt = w ? w[row * H + h] : dtt;  // input weight: dt, or the trapezoid rule's own
+          T skip = 0;
+          if (cn) {
+            if (g != k_group) k_t = dot_bc(bt, ct, N), k_group = g;
+            skip = -cn[row * H + h] * k_t;
+          }
+          const bool add = path && k > 0;
+          if constexpr (PS != 0 && NS != 0)
+            fwd_step_vec<T, PS, NS>(s, x + (xrow * H + h) * P, bt, ct, D ? D + h * P : nullptr, skip, wt, a,
+                                    y + (xrow * H + h) * P, add);
+          else
+            fwd_step<T, PS, NS>(s, x + (xrow * H + h) * P, bt, ct, D ? D + h * P : nullptr, skip, wt, a,
+                                y + (xrow * H + h) * P, add, P, N);
+        }
+      }
+      if (hlast)
+        for (int64_t h = hb0; h < hb1; ++h) {
+          const T* s = s_v.data() + (h - hb0) * NP;
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t p = 0; p < P; ++p) hlast[((b * H + h) * P + p) * N + n] = s[n * P + p];
+        }
+    }
   }
 }
 
@@ -545,14 +562,14 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T*
 
 template <typename T>
 int forward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C, const T* D,
-            const T* h0, T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G,
-            int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
+            const T* h0, T* y, T* hlast, T* ckpt, const int64_t* order, int64_t K, int64_t batch, int64_t L,
+            int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
   DenormalGuard guard;
   const Dims d{batch, L, H, P, G, N, chunk};
   if (P == 16 && N == 16)
-    forward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+    forward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, order, K, i0, i1);
   else
-    forward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, i0, i1);
+    forward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, order, K, i0, i1);
   return 0;
 }
 
@@ -582,9 +599,10 @@ int64_t ssmad_ssd_backward_block() { return kBackwardBlock; }
 
 #define SSMAD_SSD_EXPORT(SUFFIX, T)                                                                                   \
   int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C,    \
-                             const T* D, const T* h0, T* y, T* hlast, T* ckpt, int64_t batch, int64_t L, int64_t H,   \
-                             int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                \
-    return forward<T>(x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, batch, L, H, P, G, N, chunk, i0, i1);            \
+                             const T* D, const T* h0, T* y, T* hlast, T* ckpt, const int64_t* order, int64_t K,       \
+                             int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk,     \
+                             int64_t i0, int64_t i1) {                                                                \
+    return forward<T>(x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, order, K, batch, L, H, P, G, N, chunk, i0, i1);  \
   }                                                                                                                   \
   int ssmad_ssd_bwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C,    \
                              const T* D, const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dcn,   \
