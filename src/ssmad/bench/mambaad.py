@@ -95,7 +95,7 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
     """Record the shape of every :func:`ssmad.ssm.selective_scan` and :func:`ssmad.ssm.ssd_scan` call in the block.
 
     The functions are replaced in :mod:`ssmad.ssm` and in every loaded ``ssmad`` module that imported them by name
-    (e.g. :mod:`ssmad.layers.ss2d`, :mod:`ssmad.layers.hss2`), and the layers' fused inference path is switched off
+    (e.g. :mod:`ssmad.layers.ss2d`, :mod:`ssmad.layers.hss2`), and the layers' fused inference paths are switched off
     so that every scan goes through them (the count is the model's, whichever implementation runs); the originals
     are restored on exit. An SSD call with ``x`` ``(batch, L, H, P)`` and state size N is recorded as a selective
     scan of ``D = H · P`` channels: both update ``batch · D · L · N`` state entries.
@@ -139,12 +139,16 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
     # the fused inference path does the K scans of a layer in one kernel call, out of the recorder's sight: the
     # layers take the composition (gather → one selective_scan per call → merge) while recording
     unfused = [m for m in ours if getattr(m, "fused_available", None) is original_fused]
+    # likewise MambaADv2's directional SSD forward (ssmad.layers.hss2.fused_inference)
+    unfused_ssd = [(m, m.fused_inference) for m in ours if callable(getattr(m, "fused_inference", None))]
     for module in patched:
         module.selective_scan = recording  # type: ignore[attr-defined]
     for module in patched_ssd:
         module.ssd_scan = recording_ssd  # type: ignore[attr-defined]
     for module in unfused:
         module.fused_available = no_fusion  # type: ignore[attr-defined]
+    for module, _ in unfused_ssd:
+        module.fused_inference = no_fusion  # type: ignore[attr-defined]
     try:
         yield calls
     finally:
@@ -154,6 +158,8 @@ def record_scans(run: bool = True) -> Iterator[list[ScanCall]]:
             module.ssd_scan = original_ssd  # type: ignore[attr-defined]
         for module in unfused:
             module.fused_available = original_fused  # type: ignore[attr-defined]
+        for module, fn in unfused_ssd:
+            module.fused_inference = fn  # type: ignore[attr-defined]
 
 
 @dataclass

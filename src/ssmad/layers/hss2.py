@@ -209,7 +209,7 @@ def _rotary_bc(B: Tensor, C: Tensor, theta: Tensor | None) -> tuple[Tensor, Tens
     return rotate_pairs(B, phi), rotate_pairs(C, phi)
 
 
-def _fused_inference(kernel: str, *tensors: Tensor | None) -> bool:
+def fused_inference(kernel: str, *tensors: Tensor | None) -> bool:
     """Whether the recurrent path may run on the kernel's directional forward (CPU, kernel built, no gradients)."""
     x = tensors[0]
     assert x is not None
@@ -253,7 +253,7 @@ def directional_ssd(
     k, length = index.shape
     b = x.shape[0]
     flat = index.reshape(-1)
-    if _fused_inference(resolve_kernel(kernel, x.device), x, dt, A, B, C, lam, theta):
+    if fused_inference(resolve_kernel(kernel, x.device), x, dt, A, B, C, lam, theta):
         # inference on a CPU: the kernel reads x and sums the K outputs in raster order itself (the same maths as
         # below; only the small per-step tensors dt, B, C, λ, θ are gathered)
         Bk, Ck = _rotary_bc(

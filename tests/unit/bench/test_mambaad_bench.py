@@ -16,6 +16,7 @@ from ssmad.cli.main import main
 from ssmad.errors import ConfigError, InputError
 from ssmad.layers import SS2D
 from ssmad.models.mambaad import MambaAD, MambaADConfig
+from ssmad.ssm import ssd_cpu
 
 
 def test_scan_flops_of_a_tiny_mambaad_equal_the_hand_count_from_its_config() -> None:
@@ -137,6 +138,26 @@ def test_recorder_sees_the_scans_of_the_fused_inference_path_and_restores_it() -
         assert m.use_fused(x)
     assert len(calls) == 1 and (calls[0].dim, calls[0].length) == (4 * 16, 15)
     torch.testing.assert_close(recorded, fused, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not ssd_cpu.is_available(), reason="no C++ compiler: no fused SSD inference path")
+def test_recorder_sees_the_ssd_scans_of_mambaadv2s_fused_path_and_restores_it(monkeypatch) -> None:
+    from ssmad.layers import hss2
+
+    m = hss2.SSD2D(8, d_state=4, headdim=4, num_directions=4).eval()
+    x = torch.randn(1, 3, 5, 8)
+    fused_calls = []
+    real = ssd_cpu.ssd_scan_cpu_directional
+    monkeypatch.setattr(ssd_cpu, "ssd_scan_cpu_directional", lambda *a, **kw: fused_calls.append(1) or real(*a, **kw))
+    with torch.no_grad():
+        fused = m(x)
+        with record_scans() as calls:
+            recorded = m(x)  # the composition runs: one ssd_scan call for the K directions
+        again = m(x)
+    assert fused_calls == [1, 1]  # the fused path ran before and after recording, not during
+    assert len(calls) == 1 and (calls[0].dim, calls[0].length, calls[0].batch) == (16, 15, 4)
+    torch.testing.assert_close(recorded, fused, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(again, fused, rtol=0, atol=0)
 
 
 def test_training_ratios_are_paired_by_round_and_printed_with_the_encoder_alone() -> None:
