@@ -381,7 +381,9 @@ class _DirectionalScan(torch.autograd.Function):
         _run_parallel(fn, batch * splits, (*map(_ptr, ptrs), *sizes), updates)
         dD = None
         if D is not None and ctx.needs_input_grad[5]:
-            dD = torch.einsum("bld,bld->d", dy, x).expand(k, dim).contiguous()  # D enters as sum_k D_k
+            # D enters as sum_k D_k. (einsum("bld,bld->d") would run as `dim` batched (1 × b·l)(b·l × 1) products
+            # with a copy of every column: 0.4 s of a MambaAD training step at 256 px.)
+            dD = (dy * x).sum((0, 1)).expand(k, dim).contiguous()
         return dx, dxdbl[0] if splits == 1 else dxdbl.sum(0), ddtw.sum(0), ddtb.sum(0), dA.sum(0), dD, None
 
 
