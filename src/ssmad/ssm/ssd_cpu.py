@@ -17,6 +17,9 @@ What runs where:
   and subtracts the diagonal correction ``c_next_t (C_t · B_t) x_t`` itself, with the gradients of both (the
   ``torch`` backend computes the same correction with tensor ops).
 
+For inference, :func:`ssd_scan_cpu_directional` runs K scan orders of one map in one call: the kernel reads ``x``
+through each order and adds the K outputs in raster order (no gathered copies, no scatter, no K-sum).
+
 The forward keeps the state at the start of every chunk of :data:`CHUNK` steps when gradients are needed; the
 backward recomputes the states inside a chunk from it and runs the adjoint recurrence
 ``g_t = exp(dt_{t+1} A) g_{t+1} + dy_t C_tᵀ`` (derivation in the C++ file), so memory stays

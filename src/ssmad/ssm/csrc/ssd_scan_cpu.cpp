@@ -31,8 +31,9 @@
 //   and, with the correction (s_t = <x_t, dy_t>):
 //   dx_t  -= cn_t k_t dy_t,   dcn_t = -k_t s_t,   dB_t -= cn_t s_t C_t,   dC_t -= cn_t s_t B_t
 //
-// Work item = (batch element, block of heads); items are independent, so the caller (Python thread pool; ctypes releases
-// the GIL) runs item ranges in parallel. The readable oracle is ssmad/ssm/ssd_reference.py.
+// Work item = (batch element, block of heads); items are independent, so the caller (Python thread pool; ctypes
+// releases the GIL) runs item ranges in parallel. The readable oracle is ssmad/ssm/ssd_reference.py. The forward
+// also has a directional mode for inference (K scan orders of one map, x and y in raster order: forward_items).
 
 #include <algorithm>
 #include <cmath>
