@@ -23,8 +23,10 @@ machine's load touches all of them alike:
   1.0 means the model's extra FLOPs cost as much per FLOP as the encoder's convolutions; a large ratio means the
   decoder (and its scans) costs far more than its FLOPs say.
 
-Times are the minimum over the timed rounds. Before them every function runs once on a single image: a warm-up
-for thread pools, the compiled scan kernel and the optimiser's state at an eighth of the cost of a round. The
+Times are the minimum over the timed rounds. Before them every function runs once: inference on a single image (a
+warm-up for thread pools and the compiled scan kernels at an eighth of the cost of a round), a training step on the
+whole batch (after a one-image step the first full training round was 1.5-2× slower than the later ones while the
+heap grew, which made the first paired ratio meaningless). The
 machine's matmul rate (as in ``ssmad bench scan``) and the load average before and after the run are printed with
 the table, because a shared machine slows every figure, and slows many small operations more than a few large ones.
 """
@@ -282,18 +284,19 @@ def _infer(fn: Callable[[Tensor], object], model: nn.Module) -> Callable[[Tensor
 
 
 def _timed_rounds(
-    fns: Sequence[tuple[str, Callable[[Tensor], object]]], images: Tensor, repeats: int
+    fns: Sequence[tuple[str, Callable[[Tensor], object]]], images: Tensor, repeats: int, warmup_images: int = 1
 ) -> dict[str, list[float]]:
-    """Seconds per call: a warm-up round on one image, then ``repeats`` rounds of the calls in order on the batch."""
+    """Seconds per call: a warm-up round on ``warmup_images`` images, then ``repeats`` rounds on the whole batch."""
     times: dict[str, list[float]] = {name: [] for name, _ in fns}
+    warmup = images[:warmup_images]
     for r in range(repeats + 1):
         for name, fn in fns:
             t0 = time.perf_counter()
-            fn(images if r > 0 else images[:1])
+            fn(images if r > 0 else warmup)
             elapsed = time.perf_counter() - t0
             if r > 0:
                 times[name].append(elapsed)
-            logger.info("%s %s: %.2f s", f"round {r}" if r else "warm-up (1 image)", name, elapsed)
+            logger.info("%s %s: %.2f s", f"round {r}" if r else f"warm-up ({len(warmup)} images)", name, elapsed)
     return times
 
 
@@ -325,7 +328,7 @@ def run_mambaad_benchmark(
         size: Square input size (a multiple of 32, at least 64).
         encoder: timm encoder shared by the models (randomly initialised: speed does not depend on weights).
         repeats: Timed inference rounds (the minimum is kept), after a one-image warm-up.
-        train_repeats: Timed training-step rounds after a one-image warm-up (0: skip training).
+        train_repeats: Timed training-step rounds after a full-batch warm-up step (0: skip training).
         models: Which of :data:`MODELS` to measure.
         json_path: Also write the report as JSON to this new file (an existing file is never overwritten).
         seed: Seed of the weights and of the random input batch.
@@ -361,7 +364,7 @@ def run_mambaad_benchmark(
     if train_repeats:
         logger.info("timing training steps (%d rounds after a warm-up)", train_repeats)
         steps = [("encoder", encoder_call)] + [(name, _train_step(net, batch)) for name, net in nets.items()]
-        train = _timed_rounds(steps, images, train_repeats)
+        train = _timed_rounds(steps, images, train_repeats, warmup_images=batch)
 
     figures = []
     for j, (name, net) in enumerate(nets.items()):
@@ -421,7 +424,7 @@ def format_report(report: BenchReport) -> str:
     lines = [
         f"settings: batch {b}, {r.size}x{r.size}, encoder {r.encoder} (shared, frozen), float32, "
         f"{r.threads} threads, scan backend {r.scan_backend!r}; times: min over {n_infer} inference / "
-        f"{n_train} training rounds after a one-image warm-up",
+        f"{n_train} training rounds after a warm-up (inference: one image; training: one full batch)",
         f"machine: matmul {r.machine.flops / 1e9:.1f} GFLOP/s, bandwidth {r.machine.bandwidth / 1e9:.1f} GB/s; "
         f"load average {r.load_before[0]:.2f} before, {r.load_after[0]:.2f} after "
         f"({os.cpu_count()} CPUs: a load above that means the machine was shared)",

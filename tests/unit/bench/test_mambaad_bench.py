@@ -214,3 +214,16 @@ def test_ssd_scan_flops_of_a_tiny_mambaadv2_equal_the_hand_count_from_its_plan()
     with record_scans(run=False) as calls_cpu, torch.no_grad():
         net_cpu(images)
     assert [(c.batch, c.dim, c.length, c.dstate) for c in calls_cpu] == expected_calls
+
+
+def test_rounds_warm_up_on_the_asked_images_and_time_only_full_batches() -> None:
+    from ssmad.bench.mambaad import _timed_rounds
+
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    fns = [(name, lambda t, name=name: seen[name].append(len(t))) for name in seen]
+    images = torch.zeros(4, 3, 8, 8)
+    times = _timed_rounds(fns, images, repeats=2)
+    assert seen == {"a": [1, 4, 4], "b": [1, 4, 4]} and [len(v) for v in times.values()] == [2, 2]
+    seen = {"a": [], "b": []}
+    _timed_rounds(fns, images, repeats=1, warmup_images=4)  # training: the warm-up step is a full batch
+    assert seen == {"a": [4, 4], "b": [4, 4]}
