@@ -166,9 +166,11 @@ inline V state_step(V* __restrict h, const V* __restrict A2, V dtv, V duv, const
 }
 
 // One recomputed forward step, kept for the reverse pass: a[n] = 2^(dt A2[n]), h[n] <- a[n] h[n] + (dt u) B[n],
-// both stored (hs, as) for this step.
-template <typename V, typename T>
-inline void recompute_step(V* __restrict h, const V* A2, V dtv, V duv, const T* bt, V* hs, V* as, int64_t N) {
+// both stored (hs, as) for this step. NS = N at compile time (0: runtime n_state), so N = 16 is unrolled.
+template <typename V, typename T, int NS>
+inline void recompute_step(V* __restrict h, const V* A2, V dtv, V duv, const T* bt, V* hs, V* as, int64_t n_state) {
+  const int64_t N = NS ? NS : n_state;
+#pragma GCC unroll 16
   for (int64_t n = 0; n < N; ++n) {
     const V a = vexp2(dtv * A2[n]);
     h[n] = a * h[n] + duv * bt[n];
@@ -180,9 +182,11 @@ inline void recompute_step(V* __restrict h, const V* A2, V dtv, V duv, const T* 
 // One step of the reverse (adjoint) recurrence for a block of channels, shared by both backwards: with
 // gn = g[n] + dy C[n] (dL/dh_t), accumulate dA[n] += gn a[n] h_{t-1}[n] dt, dB[n] += gn dt u, dC[n] += dy h_t[n],
 // gB = <gn, B> and dd = <gn a h_{t-1}, A>, and carry g[n] <- gn a[n] to step t-1.
-template <typename V, typename T>
+template <typename V, typename T, int NS>
 inline void adjoint_step(V* __restrict g, const V* a, const V* h, const V* hp, const V* Ak, const T* bt, const T* ct,
-                         V dyv, V dtv, V duv, V* dA, V* dB, V* dC, V& gB, V& dd, int64_t N) {
+                         V dyv, V dtv, V duv, V* dA, V* dB, V* dC, V& gB, V& dd, int64_t n_state) {
+  const int64_t N = NS ? NS : n_state;
+#pragma GCC unroll 16
   for (int64_t n = 0; n < N; ++n) {
     const V gn = g[n] + dyv * ct[n];
     const V q = gn * a[n] * hp[n];
@@ -347,7 +351,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
       for (int64_t n = 0; n < N; ++n) g_[n] = hstart[n];
       for (int64_t t = 0; t < tl; ++t) {
         const V dtv = dtb[t], duv = dtv * ub[t];
-        recompute_step<V, T>(g_.data(), A2k, dtv, duv, &Bt[t * N], &hbuf[t * N], &abuf[t * N], N);
+        recompute_step<V, T, NS>(g_.data(), A2k, dtv, duv, &Bt[t * N], &hbuf[t * N], &abuf[t * N], N);
       }
 
       // Reverse pass: g_t = C_t dy_t + a_{t+1} g_{t+1} (the a_{t+1} factor is applied at the end of step t+1).
@@ -365,7 +369,7 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
         V* dBt = &dBacc[t * N];
         V* dCt = &dCacc[t * N];
         V gB = V{}, dd = V{};
-        adjoint_step<V, T>(g_.data(), ab, hb, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBt, dCt, gB, dd, N);
+        adjoint_step<V, T, NS>(g_.data(), ab, hb, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBt, dCt, gB, dd, N);
         dub[t] = gB * dtv + Dv[kb] * dyv;
         ddtb[t] = dd + gB * uv;
         dD += dyv * uv;
@@ -568,6 +572,13 @@ inline V load_lanes(const T* src, int nl) {
 
 template <typename V, typename T>
 inline void add_lanes(T* dst, V v, int nl) {
+  if (nl == (int)(sizeof(V) / sizeof(T))) {  // a full block: one vector load, add and store
+    V d;
+    std::memcpy(&d, dst, sizeof(V));
+    d += v;
+    std::memcpy(dst, &d, sizeof(V));
+    return;
+  }
   for (int lane = 0; lane < nl; ++lane) dst[lane] += v[lane];
 }
 
@@ -648,7 +659,7 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
           const V dtv = vsoftplus(sv), uv = load_lanes<V, T>(xb + pos[j] * Dm + d0, nl), duv = dtv * uv;
           dtv_[j] = dtv, ub[j] = uv, sigb[j] = vsigmoid(sv);
           dyv_[j] = load_lanes<V, T>(dyb + pos[j] * Dm + d0, nl);
-          recompute_step<V, T>(g.data(), A2, dtv, duv, row + R, &hbuf[j * N], &abuf[j * N], N);
+          recompute_step<V, T, NS>(g.data(), A2, dtv, duv, row + R, &hbuf[j * N], &abuf[j * N], N);
         }
         V* gk = &carry[kb * N];
         for (int64_t n = 0; n < N; ++n) g[n] = gk[n];
@@ -666,7 +677,7 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
           V* dBj = &dBacc[j * N];
           V* dCj = &dCacc[j * N];
           V gB = V{}, dd = V{};
-          adjoint_step<V, T>(g.data(), aj, hj, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBj, dCj, gB, dd, N);
+          adjoint_step<V, T, NS>(g.data(), aj, hj, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBj, dCj, gB, dd, N);
           add_lanes<V, T>(dxb + pos[j] * Dm + d0, gB * dtv, nl);
           const V ds = (dd + gB * uv) * sigb[j];
           db += ds;
