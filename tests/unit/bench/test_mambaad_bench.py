@@ -116,8 +116,9 @@ def test_tiny_end_to_end_run_writes_a_consistent_report(tmp_path, capsys) -> Non
     assert "efficiency ratio" in printed and "| mambaad |" in printed and "| rd4ad |" in printed
     data = json.loads(out.read_text())
     by_name = {m.name: m for m in report.models}
-    assert set(by_name) == {"mambaad", "rd4ad"}
+    assert set(by_name) == {"mambaad", "mambaadv2", "rd4ad"}
     assert by_name["rd4ad"].flops.scans == 0 and by_name["mambaad"].flops.scan_calls == 16
+    assert by_name["mambaadv2"].flops.scan_calls == 16 and by_name["mambaadv2"].flops.scans > 0  # SSD scans counted
     for name, m in by_name.items():
         assert m.infer_s > 0 and m.train_s is not None and m.train_s > 0
         ratio = (m.infer_s / report.encoder_s) / (m.flops.total / report.encoder_flops.total)
