@@ -98,8 +98,39 @@ def is_available() -> bool:
     return load_library() is not None
 
 
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
+def _trapezoid_inputs(dt: Tensor, lam: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """The kernel's ``w`` and ``cn`` arrays for the trapezoid rule (contiguous, ``dt``'s dtype), or ``(None, None)``."""
+    if lam is None:
+        return None, None
+    w, c_next = trapezoid_weights(dt, lam.to(dt.dtype))
+    return w.contiguous(), c_next.contiguous()
+
+
+def _forward_call(
+    lib: ctypes.CDLL,
+    tensors: tuple[Tensor | None, ...],
+    y: Tensor,
+    last: Tensor | None,
+    ckpt: Tensor | None,
+    order: Tensor | None,
+    images: int,
+    chunk: int,
+) -> None:
+    """Run the forward kernel over its items, ``tensors = (x, dt, w, cn, A, B, C, D, h0)``.
+
+    With ``order`` (K, L), ``x`` and ``y`` are the ``images`` maps in raster order and ``dt``, ``B``, ``C``, ``w``,
+    ``cn`` hold ``images · K`` sequences; without it, ``images`` is the batch and K = 1.
+    """
+    x, B = tensors[0], tensors[5]
+    assert x is not None and B is not None
+    _, length, heads, headdim = x.shape
+    groups, dstate = B.shape[2], B.shape[3]
+    k = 1 if order is None else order.shape[0]
+    fn = lib.ssmad_ssd_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_fwd_f32
+    ptrs = (*tensors, y, last, ckpt, order)
+    args = (*map(cpu._ptr, ptrs), k, images * k, length, heads, headdim, groups, dstate, chunk)
+    items = images * math.ceil(heads / lib.ssmad_ssd_head_block())  # item: (image, block of heads), all K orders
+    cpu._run_parallel(fn, items, args, images * k * length * heads * headdim * dstate)
 
 
 class _SSDCpu(torch.autograd.Function):
@@ -114,18 +145,14 @@ class _SSDCpu(torch.autograd.Function):
         lib = load_library()
         assert lib is not None
         batch, length, heads, headdim = x.shape
-        groups, dstate = B.shape[2], B.shape[3]
+        dstate = B.shape[3]
         chunk = max(1, min(CHUNK, length))
         n_chunks = math.ceil(length / chunk)
         train = any(ctx.needs_input_grad)
         y = torch.empty_like(x)
         last = x.new_empty(batch, heads, headdim, dstate)
         ckpt = x.new_empty(batch, heads, n_chunks, dstate, headdim) if train else None
-        fn = lib.ssmad_ssd_fwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_fwd_f32
-        ptrs = (x, dt, w, cn, A, B, C, D, h0, y, last, ckpt, None)
-        args = (*map(_ptr, ptrs), 1, batch, length, heads, headdim, groups, dstate, chunk)
-        items = batch * math.ceil(heads / lib.ssmad_ssd_head_block())  # forward item: (batch, block of heads)
-        cpu._run_parallel(fn, items, args, batch * length * heads * headdim * dstate)
+        _forward_call(lib, (x, dt, w, cn, A, B, C, D, h0), y, last, ckpt, None, batch, chunk)
         if train:
             ctx.save_for_backward(x, dt, w, cn, A, B, C, D, ckpt)
             ctx.chunk = chunk
@@ -155,7 +182,7 @@ class _SSDCpu(torch.autograd.Function):
         dh0 = x.new_empty(batch, heads, headdim, dstate) if ctx.has_h0 else None
         fn = lib.ssmad_ssd_bwd_f64 if x.dtype == torch.float64 else lib.ssmad_ssd_bwd_f32
         ptrs = (x, dt, w, cn, A, B, C, D, dy, dlast, ckpt, dx, ddt, dw, dcn, dA, dBp, dCp, dD, dh0)
-        args = (*map(_ptr, ptrs), batch, length, heads, headdim, groups, dstate, ctx.chunk)
+        args = (*map(cpu._ptr, ptrs), batch, length, heads, headdim, groups, dstate, ctx.chunk)
         cpu._run_parallel(fn, batch * groups * n_blocks, args, batch * length * heads * headdim * dstate)
         # heads of a group share B and C: the blocks' partial gradients add up
         dB = dBp[:, :, :, 0] if n_blocks == 1 else dBp.sum(3)
@@ -202,10 +229,7 @@ def ssd_scan_cpu(
         Dc = (D.to(cdt) if D.dim() == 2 else D.to(cdt)[:, None].expand(-1, headdim)).contiguous()
     h0 = None if initial_states is None else initial_states.to(cdt).contiguous()
     Bc, Cc = B.to(cdt).contiguous(), C.to(cdt).contiguous()
-    w = c_next = None
-    if trapezoid_lambda is not None:  # the kernel subtracts the diagonal correction c_{t+1} (C_t · B_t) x_t
-        w, c_next = trapezoid_weights(dtc, trapezoid_lambda.to(cdt))
-        w, c_next = w.contiguous(), c_next.contiguous()
+    w, c_next = _trapezoid_inputs(dtc, trapezoid_lambda)  # the kernel subtracts c_{t+1} (C_t · B_t) x_t itself
     y, last = _SSDCpu.apply(xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, Dc, h0)
     out = skip_and_gate(y, xc, None, z).to(x.dtype)
     return (out, last) if return_final_states else out
@@ -249,8 +273,8 @@ def ssd_scan_cpu_directional(
         raise ValueError("the 'cpu' ssd_scan backend is not available here (no working C++ compiler)")
     if x.device.type != "cpu":
         raise ValueError(f"ssd_scan_cpu_directional needs CPU tensors, got {x.device}")
-    batch, length, heads, headdim = x.shape
-    k, groups, dstate = order.shape[0], B.shape[2], B.shape[3]
+    batch, length, heads = x.shape[:3]
+    k = order.shape[0]
     if order.shape != (k, length) or dt.shape != (batch * k, length, heads) or B.shape[:2] != (batch * k, length):
         raise ValueError(
             f"ssd_scan_cpu_directional: order {tuple(order.shape)}, dt {tuple(dt.shape)} and B {tuple(B.shape)} do "
@@ -262,15 +286,9 @@ def ssd_scan_cpu_directional(
     with torch.no_grad():
         xc, dtc = x.to(cdt).contiguous(), dt.to(cdt).contiguous()
         Bc, Cc = B.to(cdt).contiguous(), C.to(cdt).contiguous()
-        w = c_next = None
-        if trapezoid_lambda is not None:
-            w, c_next = trapezoid_weights(dtc, trapezoid_lambda.to(cdt))
-            w, c_next = w.contiguous(), c_next.contiguous()
+        w, c_next = _trapezoid_inputs(dtc, trapezoid_lambda)
         orderc = order.to(device="cpu", dtype=torch.int64).contiguous()
         y = torch.empty_like(xc)
-        fn = lib.ssmad_ssd_fwd_f64 if cdt == torch.float64 else lib.ssmad_ssd_fwd_f32
-        ptrs = (xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, None, None, y, None, None, orderc)
-        args = (*map(_ptr, ptrs), k, batch * k, length, heads, headdim, groups, dstate, CHUNK)
-        items = batch * math.ceil(heads / lib.ssmad_ssd_head_block())  # item: (image, block of heads), all K orders
-        cpu._run_parallel(fn, items, args, batch * k * length * heads * headdim * dstate)
+        tensors = (xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, None, None)
+        _forward_call(lib, tensors, y, None, None, orderc, batch, CHUNK)
     return y.to(x.dtype)
