@@ -15,8 +15,6 @@
 //   dB, dC (partial)    : (batch, L, G, NB, N)    one row per block of heads (backward_items); the caller sums NB
 //   D, dD               : (H, P) or null          dD is written per batch element: (batch, H, P)
 //   h0, hlast, dh0, dhl : (batch, H, P, N)        dA : (batch, H) per batch element
-//   ckpt                : (batch, H, n_chunks, N, P)  state before each chunk of T steps, saved by the forward
-//                          when gradients are needed; the backward recomputes the states inside a chunk from it
 //
 // Inside the kernel the state is held as [N][P]: a step is, for each n, a P-wide vector FMA with the broadcast
 // scalars B_t[n] and C_t[n] (no horizontal sums in the forward). P = N = 16 is compiled as a special case so the
@@ -28,6 +26,7 @@
 //   dB_t   = w_t g_tᵀ x_t,   dC_t = h_tᵀ dy_t
 //   ddt_t  = A a_t <g_t, h_{t-1}> (+ dw_t when w = dt),   dw_t = x_tᵀ g_t B_t
 //   dA    += dt_t a_t <g_t, h_{t-1}>,   dD += dy_t * x_t,   dh0 = a_0 g_0
+//   (the kernel gets a_t <g_t, h_{t-1}> from a running sum, re-anchored every kAnchor steps: backward_items)
 //   and, with the correction (s_t = <x_t, dy_t>):
 //   dx_t  -= cn_t k_t dy_t,   dcn_t = -k_t s_t,   dB_t -= cn_t s_t C_t,   dC_t -= cn_t s_t B_t
 //
@@ -58,8 +57,7 @@ struct DenormalGuard {
 };
 
 struct Dims {
-  int64_t batch, L, H, P, G, N, chunk;
-  int64_t n_chunks() const { return (L + chunk - 1) / chunk; }
+  int64_t batch, L, H, P, G, N;
 };
 
 // Scratch memory: a fixed aligned array for the compile-time sizes, a heap vector otherwise.
@@ -220,97 +218,120 @@ inline T sum_one(V v) {
   return s;
 }
 
-// Recompute step of the backward for compile-time sizes: cur = a prev + (dt x) Bᵀ.
+// Forward sweep of the backward, one head and step, compile-time sizes: s <- a s + (w x) Bᵀ (s becomes h_t), the
+// head's part of dC_t = h_tᵀ dy_t added to the lane accumulators sc[n] of its block (summed by the caller once per
+// block and step); returns dy_t · (h_t C_t), the state's part of the output times its gradient.
 template <typename T, int PS, int NS>
-inline void recompute_step_vec(const T* __restrict prev, T* __restrict cur, const T* __restrict xt,
-                               const T* __restrict bt, T dtt, T a) {
+inline T grad_forward_step_vec(T* __restrict s, const T* __restrict xt, const T* __restrict dyt,
+                               const T* __restrict bt, const T* __restrict ct, T wt, T a,
+                               typename Vec<T>::V* __restrict sc) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W, PV = PS / W;
-  V xd[PV];
-  for (int k = 0; k < PV; ++k) xd[k] = vload<V>(xt + k * W) * dtt;
-#pragma GCC unroll 16
-  for (int n = 0; n < NS; ++n)
-    for (int k = 0; k < PV; ++k) vstore(cur + (n * PV + k) * W, a * vload<V>(prev + (n * PV + k) * W) + bt[n] * xd[k]);
-}
-
-// Reverse step of the backward for compile-time sizes (the formulas at the top of the file), one head. On entry gs
-// holds a_{t+1} g_{t+1}, on exit a_t g_t. The head's parts of dB_t and dC_t are added to the vector accumulators
-// sb[n], sc[n] of its block (their lanes are summed once per block and step by the caller). The accumulators of
-// gb and sh are split by the parity of n to shorten the dependency chains.
-template <typename T, int PS, int NS>
-inline void reverse_step_vec(T* __restrict gs, const T* __restrict prev, const T* __restrict cur,
-                             const T* __restrict xt, const T* __restrict dyt, const T* __restrict bt,
-                             const T* __restrict ct, const T* __restrict Dh, T skip, T wt, T a, bool want_xdy,
-                             T* __restrict dxt, typename Vec<T>::V* __restrict sb, typename Vec<T>::V* __restrict sc,
-                             T* __restrict dDacc, T& s_dot, T& sx_out, T& xdy_out) {
-  typedef typename Vec<T>::V V;
-  constexpr int W = Vec<T>::W, PV = PS / W;
-  V xw[PV], dyv[PV], gb[2][PV], sh[2][PV];
+  V xd[PV], dyv[PV], yd[2] = {V{}, V{}};
   for (int k = 0; k < PV; ++k) {
-    xw[k] = vload<V>(xt + k * W) * wt;
+    xd[k] = vload<V>(xt + k * W) * wt;
     dyv[k] = vload<V>(dyt + k * W);
-    gb[0][k] = gb[1][k] = sh[0][k] = sh[1][k] = V{};
   }
+  V* __restrict sv = reinterpret_cast<V*>(__builtin_assume_aligned(s, 32));
 #pragma GCC unroll 16
   for (int n = 0; n < NS; ++n) {
     const T bn = bt[n], cn = ct[n];
-    V sbn = V{}, scn = V{};
+    V scn = V{};
     for (int k = 0; k < PV; ++k) {
-      const int off = (n * PV + k) * W;
-      const V gv = vload<V>(gs + off) + cn * dyv[k];  // g_t
+      const V hv = a * sv[n * PV + k] + bn * xd[k];
+      sv[n * PV + k] = hv;
+      scn += hv * dyv[k];
+    }
+    sc[n] += scn;
+    yd[n & 1] += cn * scn;
+  }
+  return sum_one<V, T>(yd[0] + yd[1]);
+}
+
+// grad_forward_step_vec for runtime sizes (sc[n] scalar).
+template <typename T>
+inline T grad_forward_step(T* __restrict s, const T* __restrict xt, const T* __restrict dyt, const T* __restrict bt,
+                           const T* __restrict ct, T wt, T a, T* __restrict sc, int64_t P, int64_t N) {
+  T yd = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const T bn = wt * bt[n];
+    T* __restrict sn = s + n * P;
+    T scn = 0;
+#pragma omp simd reduction(+ : scn)
+    for (int64_t p = 0; p < P; ++p) {
+      sn[p] = a * sn[p] + bn * xt[p];
+      scn += sn[p] * dyt[p];
+    }
+    sc[n] += scn;
+    yd += ct[n] * scn;
+  }
+  return yd;
+}
+
+// Reverse sweep step, one head, compile-time sizes (the formulas at the top of the file). On entry gs holds
+// a_{t+1} g_{t+1}, on exit a_t g_t. Writes dx_t, adds the head's part of dB_t to the lane accumulators sb[n] of its
+// block, and returns sx = x_t · (g_t B_t) (the gradient of the input weight) and xdy = x_t · dy_t. The accumulators
+// of g_t B_t are split by the parity of n to shorten the dependency chains.
+template <typename T, int PS, int NS>
+inline void reverse_step_vec(T* __restrict gs, const T* __restrict xt, const T* __restrict dyt,
+                             const T* __restrict bt, const T* __restrict ct, const T* __restrict Dh, T skip, T wt,
+                             T a, T* __restrict dxt, typename Vec<T>::V* __restrict sb, T* __restrict dDacc, T& sx_out,
+                             T& xdy_out) {
+  typedef typename Vec<T>::V V;
+  constexpr int W = Vec<T>::W, PV = PS / W;
+  V xw[PV], dyv[PV], gb[2][PV];
+  for (int k = 0; k < PV; ++k) {
+    xw[k] = vload<V>(xt + k * W) * wt;
+    dyv[k] = vload<V>(dyt + k * W);
+    gb[0][k] = gb[1][k] = V{};
+  }
+  V* __restrict gv_ = reinterpret_cast<V*>(__builtin_assume_aligned(gs, 32));
+#pragma GCC unroll 16
+  for (int n = 0; n < NS; ++n) {
+    const T bn = bt[n], cn = ct[n];
+    V sbn = V{};
+    for (int k = 0; k < PV; ++k) {
+      const V gv = gv_[n * PV + k] + cn * dyv[k];  // g_t
       gb[n & 1][k] += gv * bn;
-      sh[n & 1][k] += gv * vload<V>(prev + off);
       sbn += gv * xw[k];
-      scn += vload<V>(cur + off) * dyv[k];
-      vstore(gs + off, a * gv);
+      gv_[n * PV + k] = a * gv;
     }
     sb[n] += sbn;
-    sc[n] += scn;
   }
-  V sx = V{}, shv = V{}, xdy = V{};
+  V sx = V{}, xdy = V{};
   for (int k = 0; k < PV; ++k) {
     const V gbk = gb[0][k] + gb[1][k];
     const V xv = vload<V>(xt + k * W);
     vstore(dxt + k * W, (Dh ? vload<V>(Dh + k * W) + skip : V{} + skip) * dyv[k] + wt * gbk);
     sx += xv * gbk;
-    shv += sh[0][k] + sh[1][k];
     const V dx_ = dyv[k] * xv;
     vstore(dDacc + k * W, vload<V>(dDacc + k * W) + dx_);
     xdy += dx_;
   }
-  s_dot = sum_one<V, T>(shv);
   sx_out = sum_one<V, T>(sx);
-  xdy_out = want_xdy ? sum_one<V, T>(xdy) : T(0);
+  xdy_out = sum_one<V, T>(xdy);
 }
 
-// Reverse step for runtime sizes: reverse_step_vec with scalar accumulators sb[n], sc[n] (w_t already applied).
+// Reverse step for runtime sizes: reverse_step_vec with scalar accumulators sb[n] (w_t already applied).
 template <typename T>
-inline void reverse_step(T* __restrict gs, const T* __restrict prev, const T* __restrict cur, const T* __restrict xt,
-                         const T* __restrict dyt, const T* __restrict bt, const T* __restrict ct,
-                         const T* __restrict Dh, T skip, T wt, T a, T* __restrict dxt, T* __restrict sb,
-                         T* __restrict sc, T* __restrict dDacc, T* __restrict gb, int64_t P, int64_t N, T& s_dot,
-                         T& sx_out, T& xdy_out) {
+inline void reverse_step(T* __restrict gs, const T* __restrict xt, const T* __restrict dyt, const T* __restrict bt,
+                         const T* __restrict ct, const T* __restrict Dh, T skip, T wt, T a, T* __restrict dxt,
+                         T* __restrict sb, T* __restrict dDacc, T* __restrict gb, int64_t P, int64_t N, T& sx_out,
+                         T& xdy_out) {
 #pragma omp simd
   for (int64_t p = 0; p < P; ++p) gb[p] = 0;
-  T sdot = 0;
   for (int64_t n = 0; n < N; ++n) {
     const T cn = ct[n], bn = bt[n];
     T* __restrict gn = gs + n * P;
-    const T* __restrict hp = prev + n * P;
-    const T* __restrict hc = cur + n * P;
-    T sbn = 0, scn = 0, sh = 0;
-#pragma omp simd reduction(+ : sbn, scn, sh)
+    T sbn = 0;
+#pragma omp simd reduction(+ : sbn)
     for (int64_t p = 0; p < P; ++p) {
       const T gv = gn[p] + cn * dyt[p];  // g_t
       gb[p] += gv * bn;
       sbn += gv * xt[p];
-      scn += hc[p] * dyt[p];
-      sh += gv * hp[p];
       gn[p] = a * gv;  // a_t g_t: what step t-1 receives
     }
     sb[n] += wt * sbn;
-    sc[n] += scn;
-    sdot += sh;
   }
   T sx = 0, xdy = 0;
 #pragma omp simd reduction(+ : sx, xdy)
@@ -320,9 +341,17 @@ inline void reverse_step(T* __restrict gs, const T* __restrict prev, const T* __
     dDacc[p] += dyt[p] * xt[p];
     xdy += dyt[p] * xt[p];
   }
-  s_dot = sdot;
   sx_out = sx;
   xdy_out = xdy;
+}
+
+// x_t · dy_t of one head.
+template <typename T>
+inline T dot_p(const T* __restrict xt, const T* __restrict dyt, int64_t P) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t p = 0; p < P; ++p) s += xt[p] * dyt[p];
+  return s;
 }
 
 // k_t = C_t · B_t of one group row.
@@ -338,17 +367,17 @@ inline T dot_bc(const T* __restrict bt, const T* __restrict ct, int64_t N) {
 // one after the other, so the loop walks x, y, dt (and B, C when heads share groups) in memory order and the
 // independent head updates overlap in the pipeline. The block's states (kHeadBlock · P · N values) stay in L1.
 //
-// Directional mode (order != null, inference only: no h0, hlast, ckpt, D): the batch holds K scan orders of each
+// Directional mode (order != null, inference only: no h0, hlast, D): the batch holds K scan orders of each
 // image, sequence b·K + k running along order[k] (K, L) over the positions of image b. x and y are then in raster
 // order, (batch / K, L, H, P): step t of sequence k reads x at position order[k][t] and adds its output to y there,
 // so neither the K gathered copies of x nor the K outputs exist in memory. An item covers all K sequences of its
 // image (the K outputs of a position add up in one thread); without order, K = 1.
 template <typename T, int PS, int NS>
 void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B,
-                   const T* C, const T* D, const T* h0, T* y, T* hlast, T* ckpt, const int64_t* order, int64_t K,
+                   const T* C, const T* D, const T* h0, T* y, T* hlast, const int64_t* order, int64_t K,
                    int64_t i0, int64_t i1) {
   const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L;
-  const int64_t nc = d.n_chunks(), NP = N * P, per_group = H / G;
+  const int64_t NP = N * P, per_group = H / G;
   const int64_t blocks = (H + kHeadBlock - 1) / kHeadBlock;
   const int64_t line = std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T))));  // heads per cache line of x, y
   Buf<T, int(kHeadBlock) * PS * NS> s_v(kHeadBlock * NP);
@@ -379,8 +408,6 @@ void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* 
         T k_t = 0;
         for (int64_t h = hb0; h < hb1; ++h) {
           T* __restrict s = s_v.data() + (h - hb0) * NP;
-          if (ckpt && t % d.chunk == 0)
-            std::memcpy(ckpt + ((b * H + h) * nc + t / d.chunk) * NP, s, sizeof(T) * NP);
           const int64_t g = h / per_group;
           const T* bt = B + (row * G + g) * N;
           const T* ct = C + (row * G + g) * N;
@@ -425,167 +452,206 @@ inline void input_weight_grads(T decay_part, T sx, T* ddt, T* dw, int64_t at) {
 
 // Heads per backward block for groups of R heads: blocks never span two groups, so a block's heads share B_t and
 // C_t and their dB_t, dC_t add up inside the kernel (one partial row per block and step instead of one per head).
-// Four heads: their recomputed states for a chunk of 32 steps (4 · 33 · P · N values, 132 KiB at P = N = 16 in
-// float) stay in the L2 cache; blocks of 8 heads with 16-step chunks and of 2 with 64-step chunks measured slower.
-constexpr int64_t kBackwardBlock = 4;
+constexpr int64_t kBackwardBlock = 8;
 inline int64_t backward_block(int64_t R) { return std::min(kBackwardBlock, R); }
 
-// Backward item = (batch element, group, block of that group's heads). Chunk by chunk, from the last: the states of
-// the chunk's steps are recomputed from the checkpoint for every head of the block, then the adjoint recurrence runs
-// backwards through the chunk, all heads of the block per step.
+// Every kAnchor steps the reverse sweep replaces its running sum by the exact product a_t <g_t, h_{t-1}> from a state
+// kept by the forward sweep: in float32 the sum's telescoping leaves the rounding of every recomputed state in the
+// result (over L = 4096 steps, 1e-4 relative error in dA), the anchors bound that to kAnchor steps (L / kAnchor
+// states per head, half the size of x at P = N = 16).
+constexpr int64_t kAnchor = 32;
+
+// Backward item = (batch element, group, block of that group's heads), in two sweeps over the sequence that keep
+// the block's states in memory plus one state per head every kAnchor steps:
+//   1. forward, from h0: the states h_t again, dC_t = h_tᵀ dy_t, and q_t = dy_t · (h_t C_t) per head, which waits
+//      in ddt for the second sweep (plus <dL/dh_last, h_last> at the last step);
+//   2. reverse: the adjoint g_t, dx_t, dB_t, and the gradient of the decays from the identity
+//        dL/dcum_t = q_t - x̃_t · dx̃_t,   cum_t = Σ_{r<=t} dt_r A,   x̃_t = w_t x_t,   dx̃_t = g_t B_t
+//      (exp(cum_t) scales everything the state carries into step t's output, exp(-cum_t) what step t's input adds
+//      to the state), so d(dt_t A) = Σ_{r>=t} dL/dcum_r: a running sum of the reverse sweep, kept in double. It
+//      replaces the per-step product a_t <g_t, h_{t-1}>, which needs h_{t-1} in the reverse sweep; that product
+//      is taken only at the anchor steps (kAnchor), where it resets the sum.
 template <typename T, int PS, int NS>
 void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B,
-                    const T* C, const T* D, const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dcn,
+                    const T* C, const T* D, const T* dy, const T* dhlast, const T* h0, T* dx, T* ddt, T* dw, T* dcn,
                     T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t i0, int64_t i1) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W;
   constexpr bool kVec = PS != 0 && NS != 0;
-  const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L, TC = d.chunk;
-  const int64_t nc = d.n_chunks(), NP = N * P;
+  const int64_t P = PS ? PS : d.P, N = NS ? NS : d.N, H = d.H, G = d.G, L = d.L, NP = N * P;
   const int64_t R = H / G, HB = backward_block(R), NB = (R + HB - 1) / HB;
-  std::vector<T> hs_v(HB * (TC + 1) * NP), gs_v(HB * NP), dd_v(HB * P), gb_v(P), sb_s(N), sc_s(N);
+  const int64_t line = std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T))));  // heads per cache line of x, dy, dx
+  Buf<T, int(kBackwardBlock) * PS * NS> st_b(HB * NP), gs_b(HB * NP);
+  std::vector<T> dd_v(HB * P), gb_v(P), sb_s(N), sc_s(N);
   V sb_v[kVec ? NS : 1], sc_v[kVec ? NS : 1];
-  T dA_acc[kBackwardBlock];
+  double run[kBackwardBlock], dA_acc[kBackwardBlock];
+  std::vector<T> anchors;  // h_{t-1} of the block's heads for every anchor step t (t % kAnchor == 0, t > 0)
   for (int64_t item = i0; item < i1; ++item) {
     const int64_t b = item / (G * NB), g = (item / NB) % G, jb = item % NB;
     const int64_t hA = g * R + jb * HB, nh = std::min(HB, (g + 1) * R - hA);
+    anchors.resize(((L - 1) / kAnchor) * nh * NP);
+    // Sweep 1: forward.
+    for (int64_t j = 0; j < nh; ++j) {
+      T* s = st_b.data() + j * NP;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + hA + j) * P + p) * N + n] : T(0);
+    }
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t row = b * L + t;
+      if (t + kAhead < L) {
+        const int64_t ahead = row + kAhead;
+        for (int64_t j = 0; j < nh; j += line) {
+          __builtin_prefetch(x + (ahead * H + hA + j) * P);
+          __builtin_prefetch(dy + (ahead * H + hA + j) * P);
+        }
+        __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
+        __builtin_prefetch(dt + ahead * H + hA);
+        if (w) __builtin_prefetch(w + ahead * H + hA);
+      }
+      const T* __restrict bt = B + (row * G + g) * N;
+      const T* __restrict ct = C + (row * G + g) * N;
+      if constexpr (kVec) {
+        for (int n = 0; n < NS; ++n) sc_v[n] = V{};
+      } else {
+        std::fill(sc_s.begin(), sc_s.end(), T(0));
+      }
+      T coef = 0;  // Σ_heads cn_t (x_t · dy_t): the correction's part of dC_t
+      for (int64_t j = 0; j < nh; ++j) {
+        const int64_t h = hA + j, at = row * H + h;
+        const T dtt = dt[at];
+        const T a = std::exp(dtt * A[h]);
+        const T wt = w ? w[at] : dtt;
+        T* __restrict s = st_b.data() + j * NP;
+        if constexpr (kVec)
+          ddt[at] = grad_forward_step_vec<T, PS, NS>(s, x + at * P, dy + at * P, bt, ct, wt, a, sc_v);
+        else
+          ddt[at] = grad_forward_step<T>(s, x + at * P, dy + at * P, bt, ct, wt, a, sc_s.data(), P, N);
+        if (cn) coef += cn[at] * dot_p(x + at * P, dy + at * P, P);
+      }
+      T* __restrict dCt = dC + ((row * G + g) * NB + jb) * N;
+      if constexpr (kVec) {
+        for (int q = 0; q < NS / W; ++q) vstore(dCt + q * W, sum_lanes(sc_v + q * W) - coef * vload<V>(bt + q * W));
+      } else {
+        for (int64_t n = 0; n < N; ++n) dCt[n] = sc_s[n] - coef * bt[n];
+      }
+      if ((t + 1) % kAnchor == 0 && t + 1 < L)
+        std::copy(st_b.data(), st_b.data() + nh * NP, anchors.data() + ((t + 1) / kAnchor - 1) * nh * NP);
+    }
+    if (dhlast && L > 0)  // h_last = h_{L-1} is an output too: its gradient's share of dL/dcum_{L-1}
+      for (int64_t j = 0; j < nh; ++j) {
+        const int64_t h = hA + j;
+        const T* s = st_b.data() + j * NP;
+        T q = 0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t p = 0; p < P; ++p) q += dhlast[((b * H + h) * P + p) * N + n] * s[n * P + p];
+        ddt[((b * L) + L - 1) * H + h] += q;
+      }
+    // Sweep 2: reverse.
     for (int64_t j = 0; j < nh; ++j) {
       const int64_t h = hA + j;
-      T* gs = gs_v.data() + j * NP;
+      T* gs = gs_b.data() + j * NP;
       for (int64_t n = 0; n < N; ++n)
         for (int64_t p = 0; p < P; ++p) gs[n * P + p] = dhlast ? dhlast[((b * H + h) * P + p) * N + n] : T(0);
       std::fill(dd_v.begin() + j * P, dd_v.begin() + (j + 1) * P, T(0));
+      run[j] = 0;
       dA_acc[j] = 0;
     }
-    for (int64_t c = nc - 1; c >= 0; --c) {
-      const int64_t t0 = c * TC, t1 = std::min(L, t0 + TC);
-      // Recompute the chunk's states from its checkpoint.
-      for (int64_t j = 0; j < nh; ++j)
-        std::memcpy(hs_v.data() + j * (TC + 1) * NP, ckpt + ((b * H + hA + j) * nc + c) * NP, sizeof(T) * NP);
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t row = b * L + t;
-        if (t + kAhead < L) {
-          const int64_t ahead = row + kAhead;
-          for (int64_t j = 0; j < nh; j += std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T))))) {
-            __builtin_prefetch(x + (ahead * H + hA + j) * P);
-            __builtin_prefetch(dy + (ahead * H + hA + j) * P);
-          }
-          __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
-          __builtin_prefetch(dt + ahead * H + hA);
+    for (int64_t t = L - 1; t >= 0; --t) {
+      const int64_t row = b * L + t;
+      if (t >= kAhead) {
+        const int64_t ahead = row - kAhead;
+        for (int64_t j = 0; j < nh; j += line) {
+          __builtin_prefetch(x + (ahead * H + hA + j) * P);
+          __builtin_prefetch(dy + (ahead * H + hA + j) * P);
+          __builtin_prefetch(dx + (ahead * H + hA + j) * P, 1);
         }
-        const T* __restrict bt = B + (row * G + g) * N;
-        for (int64_t j = 0; j < nh; ++j) {
-          const int64_t h = hA + j;
-          const T dtt = dt[row * H + h];
-          const T a = std::exp(dtt * A[h]);
-          const T wt = w ? w[row * H + h] : dtt;
-          const T* __restrict xt = x + (row * H + h) * P;
-          const T* __restrict prev = hs_v.data() + (j * (TC + 1) + (t - t0)) * NP;
-          T* __restrict cur = const_cast<T*>(prev) + NP;
-          if constexpr (kVec) {
-            recompute_step_vec<T, PS, NS>(prev, cur, xt, bt, wt, a);
-          } else {
-            for (int64_t n = 0; n < N; ++n) {
-              const T bn = wt * bt[n];
-#pragma omp simd
-              for (int64_t p = 0; p < P; ++p) cur[n * P + p] = a * prev[n * P + p] + bn * xt[p];
-            }
-          }
+        __builtin_prefetch(B + (ahead * G + g) * N), __builtin_prefetch(C + (ahead * G + g) * N);
+        __builtin_prefetch(dt + ahead * H + hA), __builtin_prefetch(ddt + ahead * H + hA, 1);
+        __builtin_prefetch(dB + ((ahead * G + g) * NB + jb) * N, 1);
+        if (w) __builtin_prefetch(w + ahead * H + hA);
+        if (cn) __builtin_prefetch(cn + ahead * H + hA);
+      }
+      const T* __restrict bt = B + (row * G + g) * N;
+      const T* __restrict ct = C + (row * G + g) * N;
+      const T k_t = cn ? dot_bc(bt, ct, N) : T(0);
+      if constexpr (kVec) {
+        for (int n = 0; n < NS; ++n) sb_v[n] = V{};
+      } else {
+        std::fill(sb_s.begin(), sb_s.end(), T(0));
+      }
+      T coef = 0;  // Σ_heads cn_t (x_t · dy_t): the correction's part of dB_t
+      for (int64_t j = 0; j < nh; ++j) {
+        const int64_t h = hA + j, at = row * H + h;
+        const T dtt = dt[at];
+        const T a = std::exp(dtt * A[h]);
+        const T wt = w ? w[at] : dtt;
+        const T cnt = cn ? cn[at] : T(0);
+        T sx, xdy;
+        if constexpr (kVec)
+          reverse_step_vec<T, PS, NS>(gs_b.data() + j * NP, x + at * P, dy + at * P, bt, ct, D ? D + h * P : nullptr,
+                                      -cnt * k_t, wt, a, dx + at * P, sb_v, dd_v.data() + j * P, sx, xdy);
+        else
+          reverse_step<T>(gs_b.data() + j * NP, x + at * P, dy + at * P, bt, ct, D ? D + h * P : nullptr, -cnt * k_t,
+                          wt, a, dx + at * P, sb_s.data(), dd_v.data() + j * P, gb_v.data(), P, N, sx, xdy);
+        if (t % kAnchor == 0 && t > 0) {  // the exact value a_t <g_t, h_{t-1}>: gs holds a_t g_t now
+          const T* hp = anchors.data() + (t / kAnchor - 1) * nh * NP + j * NP;
+          const T* gp = gs_b.data() + j * NP;
+          double exact = 0;
+          for (int64_t k = 0; k < NP; ++k) exact += double(gp[k]) * double(hp[k]);
+          run[j] = exact;
+        } else {
+          run[j] += double(ddt[at]) - double(wt) * double(sx);  // dL/dcum_t, summed over r >= t
+        }
+        input_weight_grads(T(double(A[h]) * run[j]), sx, ddt, dw, at);
+        dA_acc[j] += double(dtt) * run[j];
+        if (cn) {
+          dcn[at] = -k_t * xdy;
+          coef += cnt * xdy;
         }
       }
-      for (int64_t t = t1 - 1; t >= t0; --t) {
-        const int64_t row = b * L + t;
-        if (t >= kAhead) {  // the rows written kAhead steps later (the recompute pass brought in those read)
-          for (int64_t j = 0; j < nh; j += std::max<int64_t>(1, 64 / (P * int64_t(sizeof(T)))))
-            __builtin_prefetch(dx + ((row - kAhead) * H + hA + j) * P, 1);
-          __builtin_prefetch(dB + (((row - kAhead) * G + g) * NB + jb) * N, 1);
-          __builtin_prefetch(dC + (((row - kAhead) * G + g) * NB + jb) * N, 1);
-        }
-        const T* __restrict bt = B + (row * G + g) * N;
-        const T* __restrict ct = C + (row * G + g) * N;
-        const T k_t = cn ? dot_bc(bt, ct, N) : T(0);
-        if constexpr (kVec) {
-          for (int n = 0; n < NS; ++n) sb_v[n] = sc_v[n] = V{};
-        } else {
-          std::fill(sb_s.begin(), sb_s.end(), T(0));
-          std::fill(sc_s.begin(), sc_s.end(), T(0));
-        }
-        T coef = 0;  // Σ_heads cn_t s_t: the correction's part of dB_t, dC_t
-        for (int64_t j = 0; j < nh; ++j) {
-          const int64_t h = hA + j, at = row * H + h;
-          const T dtt = dt[at];
-          const T a = std::exp(dtt * A[h]);
-          const T wt = w ? w[at] : dtt;
-          const T cnt = cn ? cn[at] : T(0);
-          const T* __restrict prev = hs_v.data() + (j * (TC + 1) + (t - t0)) * NP;
-          T s_dot, sx, xdy;
-          if constexpr (kVec)
-            reverse_step_vec<T, PS, NS>(gs_v.data() + j * NP, prev, prev + NP, x + at * P, dy + at * P, bt, ct,
-                                        D ? D + h * P : nullptr, -cnt * k_t, wt, a, cn != nullptr, dx + at * P, sb_v,
-                                        sc_v, dd_v.data() + j * P, s_dot, sx, xdy);
-          else
-            reverse_step<T>(gs_v.data() + j * NP, prev, prev + NP, x + at * P, dy + at * P, bt, ct,
-                            D ? D + h * P : nullptr, -cnt * k_t, wt, a, dx + at * P, sb_s.data(), sc_s.data(),
-                            dd_v.data() + j * P, gb_v.data(), P, N, s_dot, sx, xdy);
-          input_weight_grads(A[h] * a * s_dot, sx, ddt, dw, at);
-          dA_acc[j] += dtt * a * s_dot;
-          if (cn) {
-            dcn[at] = -k_t * xdy;
-            coef += cnt * xdy;
-          }
-        }
-        T* __restrict dBt = dB + ((row * G + g) * NB + jb) * N;
-        T* __restrict dCt = dC + ((row * G + g) * NB + jb) * N;
-        if constexpr (kVec) {
-          for (int q = 0; q < NS / W; ++q) {
-            vstore(dBt + q * W, sum_lanes(sb_v + q * W) - coef * vload<V>(ct + q * W));
-            vstore(dCt + q * W, sum_lanes(sc_v + q * W) - coef * vload<V>(bt + q * W));
-          }
-        } else {
-          for (int64_t n = 0; n < N; ++n) {
-            dBt[n] = sb_s[n] - coef * ct[n];
-            dCt[n] = sc_s[n] - coef * bt[n];
-          }
-        }
+      T* __restrict dBt = dB + ((row * G + g) * NB + jb) * N;
+      if constexpr (kVec) {
+        for (int q = 0; q < NS / W; ++q) vstore(dBt + q * W, sum_lanes(sb_v + q * W) - coef * vload<V>(ct + q * W));
+      } else {
+        for (int64_t n = 0; n < N; ++n) dBt[n] = sb_s[n] - coef * ct[n];
       }
     }
     for (int64_t j = 0; j < nh; ++j) {
       const int64_t h = hA + j;
-      dA[b * H + h] = dA_acc[j];
+      dA[b * H + h] = T(dA_acc[j]);
       if (dD)
         for (int64_t p = 0; p < P; ++p) dD[(b * H + h) * P + p] = dd_v[j * P + p];
       if (dh0)
         for (int64_t n = 0; n < N; ++n)
-          for (int64_t p = 0; p < P; ++p) dh0[((b * H + h) * P + p) * N + n] = gs_v[j * NP + n * P + p];
+          for (int64_t p = 0; p < P; ++p) dh0[((b * H + h) * P + p) * N + n] = gs_b.data()[j * NP + n * P + p];
     }
   }
 }
 
 template <typename T>
 int forward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C, const T* D,
-            const T* h0, T* y, T* hlast, T* ckpt, const int64_t* order, int64_t K, int64_t batch, int64_t L,
-            int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {
+            const T* h0, T* y, T* hlast, const int64_t* order, int64_t K, int64_t batch, int64_t L, int64_t H,
+            int64_t P, int64_t G, int64_t N, int64_t i0, int64_t i1) {
   DenormalGuard guard;
-  const Dims d{batch, L, H, P, G, N, chunk};
+  const Dims d{batch, L, H, P, G, N};
   if (P == 16 && N == 16)
-    forward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, order, K, i0, i1);
+    forward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, order, K, i0, i1);
   else
-    forward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, order, K, i0, i1);
+    forward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, h0, y, hlast, order, K, i0, i1);
   return 0;
 }
 
 template <typename T>
 int backward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C, const T* D,
-             const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dcn, T* dA, T* dB, T* dC, T* dD,
-             T* dh0, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk, int64_t i0,
-             int64_t i1) {
+             const T* dy, const T* dhlast, const T* h0, T* dx, T* ddt, T* dw, T* dcn, T* dA, T* dB, T* dC, T* dD,
+             T* dh0, int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t i0, int64_t i1) {
   DenormalGuard guard;
-  const Dims d{batch, L, H, P, G, N, chunk};
+  const Dims d{batch, L, H, P, G, N};
   if (P == 16 && N == 16)
-    backward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0,
-                              i0, i1);
+    backward_items<T, 16, 16>(d, x, dt, w, cn, A, B, C, D, dy, dhlast, h0, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, i0,
+                              i1);
   else
-    backward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, i0,
+    backward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, dy, dhlast, h0, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, i0,
                             i1);
   return 0;
 }
@@ -594,23 +660,22 @@ int backward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const
 
 extern "C" {
 
-int ssmad_ssd_abi_version() { return 3; }
+int ssmad_ssd_abi_version() { return 4; }
 int64_t ssmad_ssd_head_block() { return kHeadBlock; }
 int64_t ssmad_ssd_backward_block() { return kBackwardBlock; }
 
 #define SSMAD_SSD_EXPORT(SUFFIX, T)                                                                                   \
   int ssmad_ssd_fwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C,    \
-                             const T* D, const T* h0, T* y, T* hlast, T* ckpt, const int64_t* order, int64_t K,       \
-                             int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk,     \
-                             int64_t i0, int64_t i1) {                                                                \
-    return forward<T>(x, dt, w, cn, A, B, C, D, h0, y, hlast, ckpt, order, K, batch, L, H, P, G, N, chunk, i0, i1);  \
+                             const T* D, const T* h0, T* y, T* hlast, const int64_t* order, int64_t K, int64_t batch, \
+                             int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t i0, int64_t i1) {         \
+    return forward<T>(x, dt, w, cn, A, B, C, D, h0, y, hlast, order, K, batch, L, H, P, G, N, i0, i1);               \
   }                                                                                                                   \
   int ssmad_ssd_bwd_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B, const T* C,    \
-                             const T* D, const T* dy, const T* dhlast, const T* ckpt, T* dx, T* ddt, T* dw, T* dcn,   \
+                             const T* D, const T* dy, const T* dhlast, const T* h0, T* dx, T* ddt, T* dw, T* dcn,     \
                              T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t batch, int64_t L, int64_t H, int64_t P,      \
-                             int64_t G, int64_t N, int64_t chunk, int64_t i0, int64_t i1) {                           \
-    return backward<T>(x, dt, w, cn, A, B, C, D, dy, dhlast, ckpt, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, batch, L,  \
-                       H, P, G, N, chunk, i0, i1);                                                                    \
+                             int64_t G, int64_t N, int64_t i0, int64_t i1) {                                          \
+    return backward<T>(x, dt, w, cn, A, B, C, D, dy, dhlast, h0, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, batch, L, H, \
+                       P, G, N, i0, i1);                                                                              \
   }
 
 SSMAD_SSD_EXPORT(f32, float)
