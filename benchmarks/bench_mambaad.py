@@ -8,6 +8,7 @@ Usage: python benchmarks/bench_mambaad.py [--batch 8] [--size 256] [--encoder re
 import argparse
 import logging
 
+import ssmad.cli  # noqa: F401  (before torch loads: the OpenMP spin count the ssmad command uses)
 from ssmad.bench.mambaad import run_mambaad_benchmark
 
 if __name__ == "__main__":

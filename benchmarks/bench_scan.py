@@ -6,6 +6,7 @@ Usage: python benchmarks/bench_scan.py [--shapes mad_s3,acm_infer] [--repeats 3]
 import argparse
 import logging
 
+import ssmad.cli  # noqa: F401  (before torch loads: the OpenMP spin count the ssmad command uses)
 from ssmad.bench.scan import run_scan_benchmark
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Usage: python benchmarks/bench_ssd.py [--shapes v2_s3,v2_s2] [--chunk-size 16,64
 import argparse
 import logging
 
+import ssmad.cli  # noqa: F401  (before torch loads: the OpenMP spin count the ssmad command uses)
 from ssmad.bench.ssd import run_ssd_benchmark
 
 if __name__ == "__main__":
