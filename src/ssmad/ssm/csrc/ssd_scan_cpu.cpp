@@ -363,6 +363,18 @@ inline T dot_bc(const T* __restrict bt, const T* __restrict ct, int64_t N) {
   return k;
 }
 
+// One head's state s[N][P] from its (P, N) row of h0/dh_last, or zeros without one. The branch stays outside the
+// loops: a conditional load inside them (src ? src[...] : 0) made the kernels twice as slow on short sequences.
+template <typename T>
+inline void load_state(T* __restrict s, const T* __restrict src, int64_t P, int64_t N) {
+  if (!src) {
+    std::memset(s, 0, sizeof(T) * P * N);
+    return;
+  }
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < P; ++p) s[n * P + p] = src[p * N + n];
+}
+
 // Forward item = (batch element, block of kHeadBlock consecutive heads): each time step updates the block's heads
 // one after the other, so the loop walks x, y, dt (and B, C when heads share groups) in memory order and the
 // independent head updates overlap in the pipeline. The block's states (kHeadBlock · P · N values) stay in L1.
@@ -386,11 +398,8 @@ void forward_items(const Dims& d, const T* x, const T* dt, const T* w, const T* 
     for (int64_t k = 0; k < K; ++k) {
       const int64_t b = image * K + k;  // the sequence: rows of dt, w, cn, B, C
       const int64_t* path = order ? order + k * L : nullptr;
-      for (int64_t h = hb0; h < hb1; ++h) {
-        T* s = s_v.data() + (h - hb0) * NP;
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + h) * P + p) * N + n] : T(0);
-      }
+      for (int64_t h = hb0; h < hb1; ++h)
+        load_state(s_v.data() + (h - hb0) * NP, h0 ? h0 + (b * H + h) * NP : nullptr, P, N);
       for (int64_t t = 0; t < L; ++t) {
         const int64_t row = b * L + t;
         const int64_t xrow = path ? image * L + path[t] : row;  // the row of x and y
@@ -491,11 +500,7 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T*
     const int64_t hA = g * R + jb * HB, nh = std::min(HB, (g + 1) * R - hA);
     anchors.resize(((L - 1) / kAnchor) * nh * NP);
     // Sweep 1: forward.
-    for (int64_t j = 0; j < nh; ++j) {
-      T* s = st_b.data() + j * NP;
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t p = 0; p < P; ++p) s[n * P + p] = h0 ? h0[((b * H + hA + j) * P + p) * N + n] : T(0);
-    }
+    for (int64_t j = 0; j < nh; ++j) load_state(st_b.data() + j * NP, h0 ? h0 + (b * H + hA + j) * NP : nullptr, P, N);
     for (int64_t t = 0; t < L; ++t) {
       const int64_t row = b * L + t;
       if (t + kAhead < L) {
@@ -549,9 +554,7 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T*
     // Sweep 2: reverse.
     for (int64_t j = 0; j < nh; ++j) {
       const int64_t h = hA + j;
-      T* gs = gs_b.data() + j * NP;
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t p = 0; p < P; ++p) gs[n * P + p] = dhlast ? dhlast[((b * H + h) * P + p) * N + n] : T(0);
+      load_state(gs_b.data() + j * NP, dhlast ? dhlast + (b * H + h) * NP : nullptr, P, N);
       std::fill(dd_v.begin() + j * P, dd_v.begin() + (j + 1) * P, T(0));
       run[j] = 0;
       dA_acc[j] = 0;
