@@ -196,3 +196,33 @@ def test_float32_gradients_stay_precise_over_long_sequences():
     assert_rel(last.double(), last_ref, 1e-5, "final state")
     for name, g_ref in grads_ref.items():
         assert_rel(grads[name].double(), g_ref, 2e-5, f"d{name}")
+
+
+def test_openmp_build_binds_to_torchs_runtime():
+    if not ssd_cpu.shares_torch_openmp():
+        pytest.skip("torch has not loaded GNU OpenMP here: the kernel is built without -fopenmp")
+    lib = ssd_cpu.load_library()
+    assert lib.ssmad_ssd_openmp() == 1
+    with open("/proc/self/maps") as maps:  # copies renamed by other wheels (libgomp-<hash>.so) are their own
+        gomp = {line.split()[-1] for line in maps if line.rstrip().split("/")[-1].startswith("libgomp.so")}
+    assert len(gomp) == 1, f"two copies of libgomp.so.1 loaded (the kernel did not bind to torch's): {gomp}"
+
+
+def test_openmp_region_and_thread_pool_agree(monkeypatch):
+    lib = ssd_cpu.load_library()
+    if not lib.ssmad_ssd_openmp():
+        pytest.skip("kernel built without OpenMP")
+    monkeypatch.setattr(cpu, "SERIAL_UPDATES", 0)  # split even this small call over threads
+    t = make_ssd(length=90, heads=6, groups=3, headdim=16, dstate=16, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        y1, h1, g1 = _run("cpu", t, _h0(t, torch.float32))
+        monkeypatch.setattr(lib, "ssmad_ssd_openmp", lambda: 0)  # the Python thread pool instead
+        y2, h2, g2 = _run("cpu", t, _h0(t, torch.float32))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    torch.testing.assert_close(h1, h2, rtol=0, atol=0)
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], rtol=0, atol=0)

@@ -40,6 +40,10 @@
 #include <cstring>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #if defined(__SSE__) || defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -659,11 +663,35 @@ int backward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const
   return 0;
 }
 
+// Items [0, items) split into `threads` equal ranges. Built with -fopenmp, the ranges run in one OpenMP region:
+// loaded after torch, this library's libgomp.so.1 is the one torch loaded, so the region runs on torch's own worker
+// threads (no second pool competing with them for the cores). Without OpenMP the caller splits the items itself.
+template <typename Body>
+void run_items(int64_t items, int64_t threads, const Body& body) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(int(threads))
+    {
+      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+      body(items * t / n, items * (t + 1) / n);
+    }
+    return;
+  }
+#endif
+  body(int64_t(0), items);
+}
+
 }  // namespace
 
 extern "C" {
 
-int ssmad_ssd_abi_version() { return 4; }
+#ifdef _OPENMP
+int ssmad_ssd_openmp() { return 1; }
+#else
+int ssmad_ssd_openmp() { return 0; }
+#endif
+
+int ssmad_ssd_abi_version() { return 5; }
 int64_t ssmad_ssd_head_block() { return kHeadBlock; }
 int64_t ssmad_ssd_backward_block() { return kBackwardBlock; }
 
@@ -681,7 +709,31 @@ int64_t ssmad_ssd_backward_block() { return kBackwardBlock; }
                        P, G, N, i0, i1);                                                                              \
   }
 
+// The same over all items, in threads ranges (run_items).
+#define SSMAD_SSD_EXPORT_ALL(SUFFIX, T)                                                                               \
+  int ssmad_ssd_fwd_all_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B,            \
+                                 const T* C, const T* D, const T* h0, T* y, T* hlast, const int64_t* order, int64_t K, \
+                                 int64_t batch, int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t items, \
+                                 int64_t threads) {                                                                   \
+    run_items(items, threads, [&](int64_t i0, int64_t i1) {                                                           \
+      forward<T>(x, dt, w, cn, A, B, C, D, h0, y, hlast, order, K, batch, L, H, P, G, N, i0, i1);                    \
+    });                                                                                                               \
+    return 0;                                                                                                         \
+  }                                                                                                                   \
+  int ssmad_ssd_bwd_all_##SUFFIX(const T* x, const T* dt, const T* w, const T* cn, const T* A, const T* B,            \
+                                 const T* C, const T* D, const T* dy, const T* dhlast, const T* h0, T* dx, T* ddt,    \
+                                 T* dw, T* dcn, T* dA, T* dB, T* dC, T* dD, T* dh0, int64_t batch, int64_t L,         \
+                                 int64_t H, int64_t P, int64_t G, int64_t N, int64_t items, int64_t threads) {        \
+    run_items(items, threads, [&](int64_t i0, int64_t i1) {                                                           \
+      backward<T>(x, dt, w, cn, A, B, C, D, dy, dhlast, h0, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, batch, L, H, P, G, \
+                  N, i0, i1);                                                                                         \
+    });                                                                                                               \
+    return 0;                                                                                                         \
+  }
+
 SSMAD_SSD_EXPORT(f32, float)
 SSMAD_SSD_EXPORT(f64, double)
+SSMAD_SSD_EXPORT_ALL(f32, float)
+SSMAD_SSD_EXPORT_ALL(f64, double)
 
 }  // extern "C"
