@@ -42,8 +42,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -87,48 +85,18 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ssmad_ssd_backward_block.restype = ctypes.c_int64
 
 
-def shares_torch_openmp() -> bool:
-    """Whether a ``-fopenmp`` build would run on torch's own OpenMP threads: torch has loaded GNU OpenMP.
-
-    A library linked against ``libgomp.so.1`` and loaded after torch then binds to the same copy (same soname).
-    Linux only (read from ``/proc/self/maps``); ``SSMAD_NO_OPENMP=1`` says no.
-    """
-    if os.environ.get("SSMAD_NO_OPENMP") == "1" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return False
-    # the soname libgomp.so.1 itself: vendored copies renamed by other wheels (libgomp-<hash>.so) do not bind
-    return any(Path(line.split()[-1]).name.startswith("libgomp.so") for line in maps.splitlines() if "/" in line)
-
-
 def _build() -> Path:
     """Compile (or find in the cache) the kernel library; raises RuntimeError/OSError on failure.
 
-    With :func:`shares_torch_openmp` the kernel is built with ``-fopenmp`` (its work items then run in one OpenMP
-    region on torch's threads); when that build fails, or otherwise, without it (items split by
-    :func:`ssmad.ssm.cpu._run_parallel`'s thread pool).
+    With ``-fopenmp`` where torch runs on GNU OpenMP (:func:`ssmad.ssm.cpu.build_kernel`): the work items then run
+    in one OpenMP region on torch's threads; otherwise on the selective-scan kernel's thread pool.
     """
-    cxx = cpu._compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler found (set CXX or install g++/clang++)")
-    if shares_torch_openmp():
-        try:
-            return cpu._compile(cxx, SOURCE, (*_EXTRA_FLAGS, "-fopenmp"))
-        except (RuntimeError, OSError) as err:
-            logger.info("ssd_scan kernel: the OpenMP build failed, building without it (%s)", str(err)[:200])
-    return cpu._compile(cxx, SOURCE, _EXTRA_FLAGS)
+    return cpu.build_kernel(SOURCE, _EXTRA_FLAGS, "ssd_scan")
 
 
 def _launch(lib: ctypes.CDLL, kind: str, dtype: torch.dtype, args: tuple, items: int, updates: int) -> None:
-    """Run kernel ``kind`` (``fwd``/``bwd``) over ``items`` work items, in parallel when ``updates`` warrant it."""
-    suffix = "f64" if dtype == torch.float64 else "f32"
-    if lib.ssmad_ssd_openmp():
-        threads = 1 if updates < cpu.SERIAL_UPDATES else max(1, min(torch.get_num_threads(), items))
-        getattr(lib, f"ssmad_ssd_{kind}_all_{suffix}")(*args, items, threads)
-    else:
-        cpu._run_parallel(getattr(lib, f"ssmad_ssd_{kind}_{suffix}"), items, args, updates)
+    """Run kernel ``kind`` (``fwd``/``bwd``) over ``items`` work items (:func:`ssmad.ssm.cpu.launch`)."""
+    cpu.launch(lib, f"ssmad_ssd_{kind}", dtype, items, args, updates, "ssmad_ssd_openmp")
 
 
 def load_library() -> ctypes.CDLL | None:

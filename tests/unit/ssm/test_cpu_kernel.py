@@ -85,3 +85,52 @@ def test_wrong_device_or_dtype_is_rejected():
     x = make_inputs(requires_grad=False)
     with pytest.raises(ValueError, match="float32/float64"):
         cpu.core(x.u.half(), x.delta.half(), x.A.half(), x.B.half(), x.C.half(), None, False)
+
+
+def _openmp_lib():
+    from ssmad.ssm import cpu
+
+    lib = cpu.load_library()
+    if lib is None or not lib.ssmad_scan_openmp():
+        pytest.skip("kernel built without OpenMP (torch not on GNU OpenMP here, or SSMAD_NO_OPENMP=1)")
+    return cpu, lib
+
+
+def test_openmp_build_binds_to_torchs_runtime():
+    _openmp_lib()
+    with open("/proc/self/maps") as maps:  # copies renamed by other wheels (libgomp-<hash>.so) are their own
+        gomp = {line.split()[-1] for line in maps if line.rstrip().split("/")[-1].startswith("libgomp.so")}
+    assert len(gomp) == 1, f"two copies of libgomp.so.1 loaded (the kernel did not bind to torch's): {gomp}"
+
+
+def test_openmp_region_and_thread_pool_agree(monkeypatch):
+    # plain scan and the fused K-direction scan, forward and backward: the same items, split the same way
+    from ssmad.scans import direction_tables
+    from ssmad.ssm import directional_scan
+
+    from .test_directional import make_case
+
+    cpu, lib = _openmp_lib()
+    monkeypatch.setattr(cpu, "SERIAL_UPDATES", 0)  # split even these small calls over threads
+    x = make_inputs(batch=2, dim=40, dstate=16, length=70, groups=4)
+    case = make_case(batch=2, length=30, dim=24, k=4, rank=3, dstate=16, dtype=torch.float32)
+    index, _ = direction_tables("hilbert", 5, 6, 4)
+
+    def run():
+        fresh = {k: v.detach().requires_grad_() for k, v in x.tensors().items()}
+        out = selective_scan(**fresh, delta_softplus=True, backend="cpu")
+        grads = torch.autograd.grad(out.square().sum(), list(fresh.values()))
+        leaves = [t.detach().requires_grad_() for t in case[:6]]
+        y = directional_scan(*leaves, index, backend="cpu")
+        return (out.detach(), *grads, y.detach(), *torch.autograd.grad(y.square().sum(), leaves))
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        region = run()
+        monkeypatch.setattr(lib, "ssmad_scan_openmp", lambda: 0)  # the Python thread pool instead
+        pool = run()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(region, pool, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -199,7 +199,7 @@ def test_float32_gradients_stay_precise_over_long_sequences():
 
 
 def test_openmp_build_binds_to_torchs_runtime():
-    if not ssd_cpu.shares_torch_openmp():
+    if not cpu.shares_torch_openmp():
         pytest.skip("torch has not loaded GNU OpenMP here: the kernel is built without -fopenmp")
     lib = ssd_cpu.load_library()
     assert lib.ssmad_ssd_openmp() == 1

@@ -28,6 +28,10 @@
 #include <cstring>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #if defined(__SSE__) || defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -726,11 +730,35 @@ void fused_bwd_range(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, 
 }
 
 
+// Items [0, items) split into `threads` equal ranges. Built with -fopenmp, the ranges run in one OpenMP region:
+// loaded after torch, this library's libgomp.so.1 is the one torch loaded, so the region runs on torch's own worker
+// threads (no second pool competing with them for the cores). Without OpenMP the caller splits the items itself.
+template <typename Body>
+void run_items(int64_t items, int64_t threads, const Body& body) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(int(threads))
+    {
+      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+      body(items * t / n, items * (t + 1) / n);
+    }
+    return;
+  }
+#endif
+  body(int64_t(0), items);
+}
+
 }  // namespace
 
 #define SSMAD_EXPORT extern "C" __attribute__((visibility("default")))
 
-SSMAD_EXPORT int ssmad_scan_abi_version() { return 3; }
+#ifdef _OPENMP
+SSMAD_EXPORT int ssmad_scan_openmp() { return 1; }
+#else
+SSMAD_EXPORT int ssmad_scan_openmp() { return 0; }
+#endif
+
+SSMAD_EXPORT int ssmad_scan_abi_version() { return 4; }
 
 SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<double>::W : VecTraits<float>::W; }
 
@@ -776,5 +804,50 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
     return 0;                                                                                                         \
   }
 
+// The same over all items, in `threads` ranges (run_items).
+#define SSMAD_DEFINE_ALL(T, SUFFIX)                                                                                   \
+  SSMAD_EXPORT int ssmad_scan_fwd_all_##SUFFIX(const T* u, const T* dt, const T* A, const T* B, const T* C,           \
+                                               const T* D, T* y, T* last, T* ckpt, int64_t batch, int64_t dim,         \
+                                               int64_t N, int64_t L, int64_t G, int64_t chunk, int64_t items,          \
+                                               int64_t threads) {                                                      \
+    run_items(items, threads, [&](int64_t i0, int64_t i1) {                                                           \
+      ssmad_scan_fwd_##SUFFIX(u, dt, A, B, C, D, y, last, ckpt, batch, dim, N, L, G, chunk, i0, i1);                  \
+    });                                                                                                               \
+    return 0;                                                                                                         \
+  }                                                                                                                   \
+  SSMAD_EXPORT int ssmad_scan_bwd_all_##SUFFIX(const T* u, const T* dt, const T* A, const T* B, const T* C,           \
+                                               const T* D, const T* dy, const T* dlast, const T* ckpt, T* du, T* ddt,  \
+                                               T* dA_part, T* dB_part, T* dC_part, T* dD_part, int64_t batch,          \
+                                               int64_t dim, int64_t N, int64_t L, int64_t G, int64_t chunk, int64_t S, \
+                                               int64_t items, int64_t threads) {                                      \
+    run_items(items, threads, [&](int64_t i0, int64_t i1) {                                                           \
+      ssmad_scan_bwd_##SUFFIX(u, dt, A, B, C, D, dy, dlast, ckpt, du, ddt, dA_part, dB_part, dC_part, dD_part, batch, \
+                              dim, N, L, G, chunk, S, i0, i1);                                                        \
+    });                                                                                                               \
+    return 0;                                                                                                         \
+  }                                                                                                                   \
+  SSMAD_EXPORT int ssmad_fused_fwd_all_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,    \
+                                                const T* Dsum, const int64_t* index, T* y, T* ckpt, int64_t batch,    \
+                                                int64_t L, int64_t D, int64_t K, int64_t R, int64_t N, int64_t sb,    \
+                                                int64_t sk, int64_t sl, int64_t items, int64_t threads) {             \
+    run_items(items, threads, [&](int64_t i0, int64_t i1) {                                                           \
+      ssmad_fused_fwd_##SUFFIX(x, xdbl, dtw, dtb, A, Dsum, index, y, ckpt, batch, L, D, K, R, N, sb, sk, sl, i0, i1); \
+    });                                                                                                               \
+    return 0;                                                                                                         \
+  }                                                                                                                   \
+  SSMAD_EXPORT int ssmad_fused_bwd_all_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,    \
+                                                const int64_t* index, const T* ckpt, const T* dy, T* dx,              \
+                                                T* dxdbl_part, T* ddtw_part, T* ddtb_part, T* dA_part, int64_t batch, \
+                                                int64_t L, int64_t D, int64_t K, int64_t R, int64_t N, int64_t sb,    \
+                                                int64_t sk, int64_t sl, int64_t S, int64_t items, int64_t threads) {  \
+    run_items(items, threads, [&](int64_t i0, int64_t i1) {                                                           \
+      ssmad_fused_bwd_##SUFFIX(x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part,  \
+                               batch, L, D, K, R, N, sb, sk, sl, S, i0, i1);                                          \
+    });                                                                                                               \
+    return 0;                                                                                                         \
+  }
+
 SSMAD_DEFINE(float, f32)
 SSMAD_DEFINE(double, f64)
+SSMAD_DEFINE_ALL(float, f32)
+SSMAD_DEFINE_ALL(double, f64)
