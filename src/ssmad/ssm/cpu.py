@@ -125,25 +125,23 @@ def _compile(cxx: str, source_path: Path = SOURCE, extra_flags: tuple[str, ...] 
     raise RuntimeError(f"compiling the CPU kernel {source_path.name} failed:\n" + "\n".join(errors))
 
 
+def declare_item_kernels(lib: ctypes.CDLL, signatures: dict[str, tuple[int, int]]) -> None:
+    """Argument types of item kernels: ``name -> (pointers, integers)`` for ``{name}_f32``/``_f64`` and ``_all_``.
+
+    A kernel over an item range ends in ``(i0, i1)``; its ``_all`` form (every item, :func:`launch`) ends in
+    ``(items, threads)``, so both take the same types.
+    """
+    for name, (pointers, integers) in signatures.items():
+        for suffix in ("f32", "f64"):
+            for fn in (getattr(lib, f"{name}_{suffix}"), getattr(lib, f"{name}_all_{suffix}")):
+                fn.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * integers
+                fn.restype = ctypes.c_int
+
+
 def _declare(lib: ctypes.CDLL) -> None:
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    for suffix in ("f32", "f64"):
-        fwd = getattr(lib, f"ssmad_scan_fwd_{suffix}")
-        fwd.argtypes = [p] * 9 + [i64] * 8
-        fwd.restype = ctypes.c_int
-        bwd = getattr(lib, f"ssmad_scan_bwd_{suffix}")
-        bwd.argtypes = [p] * 15 + [i64] * 9
-        bwd.restype = ctypes.c_int
-        fused = getattr(lib, f"ssmad_fused_fwd_{suffix}")
-        fused.argtypes = [p] * 9 + [i64] * 11
-        fused.restype = ctypes.c_int
-        fused_bwd = getattr(lib, f"ssmad_fused_bwd_{suffix}")
-        fused_bwd.argtypes = [p] * 13 + [i64] * 12
-        fused_bwd.restype = ctypes.c_int
-        for name in ("ssmad_scan_fwd", "ssmad_scan_bwd", "ssmad_fused_fwd", "ssmad_fused_bwd"):
-            one, every = getattr(lib, f"{name}_{suffix}"), getattr(lib, f"{name}_all_{suffix}")
-            every.argtypes = one.argtypes  # (..., i0, i1) -> (..., items, threads)
-            every.restype = ctypes.c_int
+    # (pointers, integers) per kernel
+    kernels = {"ssmad_scan_fwd": (9, 8), "ssmad_scan_bwd": (15, 9), "ssmad_fused_fwd": (9, 11)}
+    declare_item_kernels(lib, {**kernels, "ssmad_fused_bwd": (13, 12)})
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
     lib.ssmad_scan_openmp.restype = ctypes.c_int
 
@@ -189,7 +187,7 @@ def shares_torch_openmp() -> bool:
     A library linked against ``libgomp.so.1`` and loaded after torch then binds to the same copy (same soname).
     Linux only (read from ``/proc/self/maps``); ``SSMAD_NO_OPENMP=1`` says no.
     """
-    if os.environ.get("SSMAD_NO_OPENMP") == "1" or not sys.platform.startswith("linux"):
+    if os.environ.get("SSMAD_NO_OPENMP", "").strip() not in ("", "0") or not sys.platform.startswith("linux"):
         return False
     try:
         maps = Path("/proc/self/maps").read_text()

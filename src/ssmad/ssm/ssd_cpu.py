@@ -65,20 +65,7 @@ _load_failed: str | None = None
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    for suffix in ("f32", "f64"):
-        fwd = getattr(lib, f"ssmad_ssd_fwd_{suffix}")
-        fwd.argtypes = [p] * 12 + [i64] * 9
-        fwd.restype = ctypes.c_int
-        bwd = getattr(lib, f"ssmad_ssd_bwd_{suffix}")
-        bwd.argtypes = [p] * 20 + [i64] * 8
-        bwd.restype = ctypes.c_int
-        fwd_all = getattr(lib, f"ssmad_ssd_fwd_all_{suffix}")
-        fwd_all.argtypes = [p] * 12 + [i64] * 9
-        fwd_all.restype = ctypes.c_int
-        bwd_all = getattr(lib, f"ssmad_ssd_bwd_all_{suffix}")
-        bwd_all.argtypes = [p] * 20 + [i64] * 8
-        bwd_all.restype = ctypes.c_int
+    cpu.declare_item_kernels(lib, {"ssmad_ssd_fwd": (12, 9), "ssmad_ssd_bwd": (20, 8)})
     lib.ssmad_ssd_openmp.restype = ctypes.c_int
     lib.ssmad_ssd_abi_version.restype = ctypes.c_int
     lib.ssmad_ssd_head_block.restype = ctypes.c_int64

@@ -68,3 +68,10 @@ def make_inputs(
 @pytest.fixture
 def scan_inputs():
     return make_inputs
+
+
+def libgomp_copies() -> set[str]:
+    """Paths of the ``libgomp.so*`` files mapped into this process (renamed copies ``libgomp-<hash>.so`` that other
+    wheels vendor are their own runtimes and not counted)."""
+    with open("/proc/self/maps") as maps:
+        return {line.split()[-1] for line in maps if line.rstrip().split("/")[-1].startswith("libgomp.so")}

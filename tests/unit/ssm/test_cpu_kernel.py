@@ -13,7 +13,7 @@ import torch
 
 from ssmad.ssm import backend_available, selective_scan
 
-from .conftest import make_inputs
+from .conftest import libgomp_copies, make_inputs
 
 pytestmark = pytest.mark.skipif(not backend_available("cpu"), reason="no C++ compiler: the cpu backend is absent")
 
@@ -98,8 +98,7 @@ def _openmp_lib():
 
 def test_openmp_build_binds_to_torchs_runtime():
     _openmp_lib()
-    with open("/proc/self/maps") as maps:  # copies renamed by other wheels (libgomp-<hash>.so) are their own
-        gomp = {line.split()[-1] for line in maps if line.rstrip().split("/")[-1].startswith("libgomp.so")}
+    gomp = libgomp_copies()
     assert len(gomp) == 1, f"two copies of libgomp.so.1 loaded (the kernel did not bind to torch's): {gomp}"
 
 

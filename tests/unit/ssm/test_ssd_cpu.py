@@ -9,6 +9,7 @@ from ssmad.errors import MissingDependencyError
 from ssmad.ssm import cpu, ssd_cpu, ssd_scan, ssd_scan_ref
 from ssmad.ssm.ssd import _resolve
 
+from .conftest import libgomp_copies
 from .test_ssd import assert_rel, make_ssd
 
 pytestmark = pytest.mark.skipif(not ssd_cpu.is_available(), reason="no C++ compiler for the ssd_scan CPU kernel")
@@ -203,8 +204,7 @@ def test_openmp_build_binds_to_torchs_runtime():
         pytest.skip("torch has not loaded GNU OpenMP here: the kernel is built without -fopenmp")
     lib = ssd_cpu.load_library()
     assert lib.ssmad_ssd_openmp() == 1
-    with open("/proc/self/maps") as maps:  # copies renamed by other wheels (libgomp-<hash>.so) are their own
-        gomp = {line.split()[-1] for line in maps if line.rstrip().split("/")[-1].startswith("libgomp.so")}
+    gomp = libgomp_copies()
     assert len(gomp) == 1, f"two copies of libgomp.so.1 loaded (the kernel did not bind to torch's): {gomp}"
 
 
