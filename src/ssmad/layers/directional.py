@@ -32,6 +32,7 @@ from ..scans import gather_directions, merge_directions
 from ..ssm import is_exporting, selective_scan
 from ..ssm.directional import directional_scan, fused_available
 from ..ssm.init import a_log_init, d_init, dt_bias_init, dt_weight_init_, x_proj_weight_init
+from ..ssm.softplus import softplus_
 
 __all__ = ["DirectionalLayer", "DirectionalSSM", "check_odd_kernel", "resolve_dt_rank"]
 
@@ -128,7 +129,7 @@ class DirectionalSSM(nn.Module):
         delta = delta.add_(self.dt_projs_bias.to(dtype).unsqueeze(-1))
         softplus_in_scan = (torch.is_grad_enabled() and delta.requires_grad) or is_exporting()
         if not softplus_in_scan:
-            torch.ops.aten.softplus.out(delta, 1, 20, out=delta)  # F.softplus(delta), written over its input
+            softplus_(delta)  # F.softplus(delta), written over its input
         out = cast(
             Tensor,
             selective_scan(

@@ -82,6 +82,7 @@ from ..errors import ConfigError, InputError
 from ..scans import check_scan_name, direction_ids, direction_tables
 from ..ssm import backend_available, is_exporting, selective_scan, ssd_cpu, ssd_scan, ssd_scan_ref
 from ..ssm.init import inverse_softplus
+from ..ssm.softplus import softplus
 from .droppath import DropPath
 
 __all__ = [
@@ -465,7 +466,7 @@ class SSD2D(nn.Module):
             bs, cs = self.B_norm(bs), self.C_norm(cs)
         xs = rearrange(xs, "b l (h p) -> b l h p", p=self.headdim)
         bs, cs = bs.unsqueeze(2), cs.unsqueeze(2)  # one group
-        dt = F.softplus(rearrange(dt, "b h w n -> b (h w) n") + self.dt_bias)
+        dt = softplus(rearrange(dt, "b h w n -> b (h w) n") + self.dt_bias)
         A = -torch.exp(self.A_log.float())
         extra = 5
         lam = theta = None

@@ -18,6 +18,7 @@ from .interface import (
     selective_scan,
 )
 from .reference import selective_scan_ref
+from .softplus import softplus
 from .ssd import SSD_BACKENDS, ssd_scan
 from .ssd_mamba3 import ssd_rotary
 from .ssd_reference import ssd_scan_ref
@@ -36,6 +37,7 @@ __all__ = [
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",
+    "softplus",
     "ssd_rotary",
     "ssd_scan",
     "ssd_scan_ref",

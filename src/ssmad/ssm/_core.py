@@ -21,6 +21,7 @@ from einops import rearrange
 from torch import Tensor
 
 from .reference import compute_dtype
+from .softplus import softplus
 
 CoreFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, "Tensor | None", bool], "tuple[Tensor, Tensor | None]"]
 
@@ -103,7 +104,7 @@ def scan_with_core(
     if delta_bias is not None:
         dt = dt + rearrange(delta_bias.to(cdt), "d -> d 1")
     if delta_softplus:
-        dt = F.softplus(dt)
+        dt = softplus(dt)
     y, last = core(
         u.to(cdt),
         dt,

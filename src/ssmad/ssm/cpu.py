@@ -48,7 +48,7 @@ SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
 #: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
 CHUNK = 64
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=fast"]
-_ABI_VERSION = 4
+_ABI_VERSION = 5
 _OPENMP = "ssmad_scan_openmp"  # the library function: built with OpenMP?
 
 _lock = threading.Lock()
@@ -144,6 +144,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     declare_item_kernels(lib, {**kernels, "ssmad_fused_bwd": (13, 12)})
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
     lib.ssmad_scan_openmp.restype = ctypes.c_int
+    for suffix in ("f32", "f64"):
+        fn = getattr(lib, f"ssmad_softplus_{suffix}")
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+        fn.restype = ctypes.c_int
 
 
 def open_library(

@@ -37,6 +37,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from .reference import compute_dtype
+from .softplus import softplus
 from .ssd_mamba3 import trapezoid_weights
 from .ssd_reference import prepare_dt, skip_and_gate
 
@@ -206,7 +207,8 @@ def ssd_scan_chunked(
     cdt = compute_dtype(x, dt, A, B, C, D, z, dt_bias, initial_states, trapezoid_lambda)
     heads = x.shape[2]
     xc, Bc, Cc = x.to(cdt), B.to(cdt), C.to(cdt)
-    dt = prepare_dt(dt, dt_bias, dt_softplus, cdt)
+    dt = prepare_dt(dt, dt_bias, False, cdt)
+    dt = softplus(dt) if dt_softplus else dt
     a = dt * A.to(cdt)
     init = None if initial_states is None else initial_states.to(cdt)
     if trapezoid_lambda is None:

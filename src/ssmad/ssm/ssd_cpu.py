@@ -50,6 +50,7 @@ from torch import Tensor
 
 from . import cpu
 from .reference import compute_dtype
+from .softplus import softplus
 from .ssd_mamba3 import trapezoid_weights
 from .ssd_reference import prepare_dt, skip_and_gate
 
@@ -217,7 +218,8 @@ def ssd_scan_cpu(
     cdt = compute_dtype(x, dt, A, B, C, D, z, dt_bias, initial_states, trapezoid_lambda)
     headdim = x.shape[3]
     xc = x.to(cdt).contiguous()
-    dtc = prepare_dt(dt, dt_bias, dt_softplus, cdt).contiguous()
+    dtc = prepare_dt(dt, dt_bias, False, cdt)
+    dtc = (softplus(dtc) if dt_softplus else dtc).contiguous()
     Dc = None
     if D is not None:
         Dc = (D.to(cdt) if D.dim() == 2 else D.to(cdt)[:, None].expand(-1, headdim)).contiguous()

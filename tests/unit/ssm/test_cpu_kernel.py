@@ -76,7 +76,8 @@ def test_result_independent_of_thread_count(groups):
     (o1, g1), (o3, g3) = results
     torch.testing.assert_close(o1, o3, rtol=0, atol=0)  # the forward splits work, never sums across threads
     for a, b in zip(g1, g3, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # dB/dC partial sums may be ordered differently
+        # dB/dC partial sums may be added in another order: float32 rounding of the order of the largest values
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
 
 
 def test_wrong_device_or_dtype_is_rejected():

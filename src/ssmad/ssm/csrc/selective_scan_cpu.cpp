@@ -748,6 +748,38 @@ void run_items(int64_t items, int64_t threads, const Body& body) {
   body(int64_t(0), items);
 }
 
+// F.softplus (beta 1, threshold 20) of values [i0, i1) of x into out (which may be x): whole vectors through
+// vsoftplus, the tail through a zero-padded one. Exported for the step sizes computed outside the kernels
+// (ssmad/ssm/softplus.py): torch's CPU softplus takes ~6 ns per value on 2 threads where this takes well under 1.
+template <typename T>
+void softplus_range(const T* x, T* out, int64_t i0, int64_t i1) {
+  typedef typename VecTraits<T>::V V;
+  constexpr int W = VecTraits<T>::W;
+  int64_t i = i0;
+  for (; i + W <= i1; i += W) {
+    V v;
+    std::memcpy(&v, x + i, sizeof(V));
+    v = vsoftplus(v);
+    std::memcpy(out + i, &v, sizeof(V));
+  }
+  if (i < i1) {
+    V v{};
+    std::memcpy(&v, x + i, size_t(i1 - i) * sizeof(T));
+    v = vsoftplus(v);
+    std::memcpy(out + i, &v, size_t(i1 - i) * sizeof(T));
+  }
+}
+
+// softplus of n values in blocks of kSoftplusBlock, the blocks split into `threads` ranges (run_items).
+constexpr int64_t kSoftplusBlock = 4096;
+
+template <typename T>
+void softplus_all(const T* x, T* out, int64_t n, int64_t threads) {
+  run_items((n + kSoftplusBlock - 1) / kSoftplusBlock, threads, [&](int64_t b0, int64_t b1) {
+    softplus_range(x, out, b0 * kSoftplusBlock, std::min(n, b1 * kSoftplusBlock));
+  });
+}
+
 }  // namespace
 
 #define SSMAD_EXPORT extern "C" __attribute__((visibility("default")))
@@ -758,7 +790,17 @@ SSMAD_EXPORT int ssmad_scan_openmp() { return 1; }
 SSMAD_EXPORT int ssmad_scan_openmp() { return 0; }
 #endif
 
-SSMAD_EXPORT int ssmad_scan_abi_version() { return 4; }
+SSMAD_EXPORT int ssmad_scan_abi_version() { return 5; }
+
+SSMAD_EXPORT int ssmad_softplus_f32(const float* x, float* out, int64_t n, int64_t threads) {
+  softplus_all(x, out, n, threads);
+  return 0;
+}
+
+SSMAD_EXPORT int ssmad_softplus_f64(const double* x, double* out, int64_t n, int64_t threads) {
+  softplus_all(x, out, n, threads);
+  return 0;
+}
 
 SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<double>::W : VecTraits<float>::W; }
 
