@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "ssd_scan_cpu.cpp"
 _EXTRA_FLAGS = ("-fopenmp-simd",)
-_ABI_VERSION = 5
+_ABI_VERSION = 6
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -71,6 +71,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ssmad_ssd_abi_version.restype = ctypes.c_int
     lib.ssmad_ssd_head_block.restype = ctypes.c_int64
     lib.ssmad_ssd_backward_block.restype = ctypes.c_int64
+    lib.ssmad_ssd_vector_bytes.restype = ctypes.c_int
 
 
 def _build() -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 import torch
 
@@ -226,3 +228,24 @@ def test_openmp_region_and_thread_pool_agree(monkeypatch):
     torch.testing.assert_close(h1, h2, rtol=0, atol=0)
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("length,heads,groups", [(70, 2, 2), (45, 20, 1)])
+def test_32_byte_vector_build_matches_reference(monkeypatch, length, heads, groups):
+    # Where the CPU has AVX-512 the P = N = 16 kernels use 64-byte vectors; the 32-byte build (other CPUs) is
+    # compiled here with -DSSMAD_NO_AVX512 and held to the reference too.
+    if ssd_cpu.load_library().ssmad_ssd_vector_bytes() != 64:
+        pytest.skip("the kernel uses 32-byte vectors here: the tests above cover them")
+    path = cpu._compile(cpu._compiler(), ssd_cpu.SOURCE, (*ssd_cpu._EXTRA_FLAGS, "-DSSMAD_NO_AVX512"))
+    narrow = ctypes.CDLL(str(path))
+    ssd_cpu._declare(narrow)
+    assert narrow.ssmad_ssd_vector_bytes() == 32
+    monkeypatch.setattr(ssd_cpu, "_lib", narrow)
+    t = make_ssd(length=length, heads=heads, groups=groups, headdim=16, dstate=16)
+    h0 = _h0(t)
+    y, last, grads = _run("cpu", t, h0)
+    y_ref, last_ref, grads_ref = _run("reference", t, h0)
+    assert_rel(y, y_ref, 1e-9, "y")
+    assert_rel(last, last_ref, 1e-9, "final state")
+    for name, g_ref in grads_ref.items():
+        assert_rel(grads[name], g_ref, 1e-9, f"d{name}")
