@@ -91,10 +91,11 @@ def _cpu_signature() -> str:
 def _compile(cxx: str, source_path: Path = SOURCE, extra_flags: tuple[str, ...] = ()) -> Path:
     """Build ``source_path`` into a shared library in :func:`cache_dir` (or return the cached one).
 
-    The file name carries a hash of the source, compiler version, flags and CPU, so a change of any of them builds
-    a new library; ``-march=native`` is tried first, then portable flags.
+    The file name carries a hash of the source (with the headers in its folder), compiler version, flags and CPU,
+    so a change of any of them builds a new library; ``-march=native`` is tried first, then portable flags.
     """
-    source = source_path.read_bytes()
+    # the source and the headers beside it (kernel_common.h), which it includes
+    source = source_path.read_bytes() + b"".join(h.read_bytes() for h in sorted(source_path.parent.glob("*.h")))
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     base = [*_BASE_FLAGS, *extra_flags]
     attempts = [[*base, "-march=native"], base]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -134,3 +135,22 @@ def test_openmp_region_and_thread_pool_agree(monkeypatch):
         torch.set_num_threads(threads)
     for a, b in zip(region, pool, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_build_cache_follows_the_included_headers(tmp_path, monkeypatch):
+    # kernel sources include kernel_common.h: editing a header must build a new library, not reuse the cached one
+    from ssmad.ssm import cpu
+
+    if cpu._compiler() is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setenv("SSMAD_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "kernel.cpp").write_text('#include "value.h"\nextern "C" int value() { return VALUE; }\n')
+    (src / "value.h").write_text("#define VALUE 1\n")
+    first = cpu._compile(cpu._compiler(), src / "kernel.cpp")
+    assert cpu._compile(cpu._compiler(), src / "kernel.cpp") == first  # unchanged: the cached library
+    (src / "value.h").write_text("#define VALUE 2\n")
+    second = cpu._compile(cpu._compiler(), src / "kernel.cpp")
+    assert second != first
+    assert ctypes.CDLL(str(first)).value() == 1 and ctypes.CDLL(str(second)).value() == 2

@@ -28,15 +28,12 @@
 #include <cstring>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#if defined(__SSE__) || defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "kernel_common.h"
 
 namespace {
+
+using ssmad_kernels::DenormalGuard;
+using ssmad_kernels::run_items;
 
 template <typename T>
 struct VecTraits;
@@ -202,17 +199,6 @@ inline void adjoint_step(V* __restrict g, const V* a, const V* h, const V* hp, c
     g[n] = gn * a[n];
   }
 }
-
-// Flush denormals to zero (and read them as zero) for the duration of a kernel call, restoring the caller's mode.
-// Decaying states underflow into the denormal range in long sequences, where x86 arithmetic on them is ~100x
-// slower; values below 1e-38 make no difference to any output.
-struct DenormalGuard {
-#if defined(__SSE__) || defined(__x86_64__)
-  unsigned int saved;
-  DenormalGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }
-  ~DenormalGuard() { _mm_setcsr(saved); }
-#endif
-};
 
 struct Dims {
   int64_t batch, dim, N, L, G, chunk;
@@ -729,24 +715,6 @@ void fused_bwd_range(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, 
   }
 }
 
-
-// Items [0, items) split into `threads` equal ranges. Built with -fopenmp, the ranges run in one OpenMP region:
-// loaded after torch, this library's libgomp.so.1 is the one torch loaded, so the region runs on torch's own worker
-// threads (no second pool competing with them for the cores). Without OpenMP the caller splits the items itself.
-template <typename Body>
-void run_items(int64_t items, int64_t threads, const Body& body) {
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel num_threads(int(threads))
-    {
-      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-      body(items * t / n, items * (t + 1) / n);
-    }
-    return;
-  }
-#endif
-  body(int64_t(0), items);
-}
 
 // F.softplus (beta 1, threshold 20) of values [i0, i1) of x into out (which may be x): whole vectors through
 // vsoftplus, the tail through a zero-padded one. Exported for the step sizes computed outside the kernels

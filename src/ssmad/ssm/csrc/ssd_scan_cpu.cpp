@@ -40,25 +40,12 @@
 #include <cstring>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#if defined(__SSE__) || defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "kernel_common.h"
 
 namespace {
 
-// Flush denormals to zero for the duration of a call (decaying states underflow in long sequences, where x86
-// arithmetic on denormals is ~100x slower), restoring the caller's mode afterwards.
-struct DenormalGuard {
-#if defined(__SSE__) || defined(__x86_64__)
-  unsigned int saved;
-  DenormalGuard() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }
-  ~DenormalGuard() { _mm_setcsr(saved); }
-#endif
-};
+using ssmad_kernels::DenormalGuard;
+using ssmad_kernels::run_items;
 
 struct Dims {
   int64_t batch, L, H, P, G, N;
@@ -318,32 +305,35 @@ inline void block_decays(const T* __restrict dt_row, const T* __restrict A, int6
 
 // Forward sweep of the backward, one head and step, compile-time sizes: s <- a s + (w x) Bᵀ (s becomes h_t), the
 // head's part of dC_t = h_tᵀ dy_t added to the lane accumulators sc[n] of its block (summed by the caller once per
-// block and step); returns dy_t · (h_t C_t), the state's part of the output times its gradient.
+// block and step); returns dy_t · (h_t C_t), the state's part of the output times its gradient, from h_t C_t
+// accumulated over n (split by the parity of n) and one product with dy_t at the end: per state row one multiply
+// and three FMAs.
 template <typename T, int PS, int NS>
 inline T grad_forward_step_vec(T* __restrict s, const T* __restrict xt, const T* __restrict dyt,
                                const T* __restrict bt, const T* __restrict ct, T wt, T a,
                                typename Vec<T>::V* __restrict sc) {
   typedef typename Vec<T>::V V;
   constexpr int W = Vec<T>::W, PV = PS / W;
-  V xd[PV], dyv[PV], yd[2] = {V{}, V{}};
+  V xd[PV], dyv[PV], hc[2][PV];
   for (int k = 0; k < PV; ++k) {
     xd[k] = vload<V>(xt + k * W) * wt;
     dyv[k] = vload<V>(dyt + k * W);
+    hc[0][k] = hc[1][k] = V{};
   }
   V* __restrict sv = reinterpret_cast<V*>(__builtin_assume_aligned(s, kVecBytes));
 #pragma GCC unroll 16
   for (int n = 0; n < NS; ++n) {
     const T bn = bt[n], cn = ct[n];
-    V scn = V{};
     for (int k = 0; k < PV; ++k) {
       const V hv = a * sv[n * PV + k] + bn * xd[k];
       sv[n * PV + k] = hv;
-      scn += hv * dyv[k];
+      sc[n] += hv * dyv[k];
+      hc[n & 1][k] += cn * hv;
     }
-    sc[n] += scn;
-    yd[n & 1] += cn * scn;
   }
-  return sum_one(yd[0] + yd[1]);
+  V yd = V{};
+  for (int k = 0; k < PV; ++k) yd += (hc[0][k] + hc[1][k]) * dyv[k];
+  return sum_one(yd);
 }
 
 // grad_forward_step_vec for runtime sizes (sc[n] scalar).
@@ -387,14 +377,12 @@ inline void reverse_step_vec(T* __restrict gs, const T* __restrict xt, const T* 
 #pragma GCC unroll 16
   for (int n = 0; n < NS; ++n) {
     const T bn = bt[n], cn = ct[n];
-    V sbn = V{};
     for (int k = 0; k < PV; ++k) {
       const V gv = gv_[n * PV + k] + cn * dyv[k];  // g_t
       gb[n & 1][k] += gv * bn;
-      sbn += gv * xw[k];
+      sb[n] += gv * xw[k];
       gv_[n * PV + k] = a * gv;
     }
-    sb[n] += sbn;
   }
   V sx = V{}, xdy = V{};
   for (int k = 0; k < PV; ++k) {
@@ -760,24 +748,6 @@ int backward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const
     backward_items<T, 0, 0>(d, x, dt, w, cn, A, B, C, D, dy, dhlast, h0, dx, ddt, dw, dcn, dA, dB, dC, dD, dh0, i0,
                             i1);
   return 0;
-}
-
-// Items [0, items) split into `threads` equal ranges. Built with -fopenmp, the ranges run in one OpenMP region:
-// loaded after torch, this library's libgomp.so.1 is the one torch loaded, so the region runs on torch's own worker
-// threads (no second pool competing with them for the cores). Without OpenMP the caller splits the items itself.
-template <typename Body>
-void run_items(int64_t items, int64_t threads, const Body& body) {
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel num_threads(int(threads))
-    {
-      const int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-      body(items * t / n, items * (t + 1) / n);
-    }
-    return;
-  }
-#endif
-  body(int64_t(0), items);
 }
 
 }  // namespace
