@@ -16,10 +16,11 @@ What runs where:
   state, and the backward of all of it (``x, dt, A, B, C, D, initial_states``);
 * in torch, after the kernel: the ``z`` gate, and the sum of the kernel's partial ``dB``/``dC`` rows (one per block
   of up to 8 heads of a group; the heads inside a block are summed by the kernel);
-* the Mamba-3 trapezoid rule: torch computes the rule's input weights ``w`` and correction factors ``c_next``
-  (:func:`ssmad.ssm.ssd_mamba3.trapezoid_weights`); the kernel runs the plain recurrence with input weights ``w``
-  and subtracts the diagonal correction ``c_next_t (C_t · B_t) x_t`` itself, with the gradients of both (the
-  ``torch`` backend computes the same correction with tensor ops).
+* the Mamba-3 trapezoid rule: a helper of the library turns the weights λ into the rule's input weights ``w`` and
+  correction factors ``c_next`` (the formula of :func:`ssmad.ssm.ssd_mamba3.trapezoid_weights`, in one pass); the
+  kernel runs the plain recurrence with input weights ``w`` and subtracts the diagonal correction
+  ``c_next_t (C_t · B_t) x_t`` itself, with the gradients of both, and the helper's backward turns those into the
+  gradients of ``dt`` and λ (the ``torch`` backend computes the same with tensor ops).
 
 For inference, :func:`ssd_scan_cpu_directional` runs K scan orders of one map in one call: the kernel reads ``x``
 through each order and adds the K outputs in raster order (no gathered copies, no scatter, no K-sum).
@@ -51,14 +52,13 @@ from torch import Tensor
 from . import cpu
 from .reference import compute_dtype
 from .softplus import softplus
-from .ssd_mamba3 import trapezoid_weights
 from .ssd_reference import prepare_dt, skip_and_gate
 
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "ssd_scan_cpu.cpp"
 _EXTRA_FLAGS = ("-fopenmp-simd",)
-_ABI_VERSION = 6
+_ABI_VERSION = 7
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -72,6 +72,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ssmad_ssd_head_block.restype = ctypes.c_int64
     lib.ssmad_ssd_backward_block.restype = ctypes.c_int64
     lib.ssmad_ssd_vector_bytes.restype = ctypes.c_int
+    for suffix in ("f32", "f64"):
+        for name, pointers in (("ssmad_ssd_trapezoid_fwd", 4), ("ssmad_ssd_trapezoid_bwd", 6)):
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.argtypes = [ctypes.c_void_p] * pointers + [ctypes.c_int64] * 3
+            fn.restype = ctypes.c_int
 
 
 def _build() -> Path:
@@ -104,12 +109,25 @@ def is_available() -> bool:
     return load_library() is not None
 
 
-def _trapezoid_inputs(dt: Tensor, lam: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-    """The kernel's ``w`` and ``cn`` arrays for the trapezoid rule (contiguous, ``dt``'s dtype), or ``(None, None)``."""
+def _suffix(t: Tensor) -> str:
+    return "f64" if t.dtype == torch.float64 else "f32"
+
+
+def _trapezoid_inputs(lib: ctypes.CDLL, dt: Tensor, lam: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """The kernel's ``w`` and ``cn`` arrays for the trapezoid rule (``dt``'s dtype), or ``(None, None)``.
+
+    ``w_t = λ_t dt_t + c_t`` and ``cn_t = c_t = (1 - λ_{t+1}) dt_{t+1}``
+    (:func:`ssmad.ssm.ssd_mamba3.trapezoid_weights`) in one pass of the library's helper; ``dt`` and ``lam``
+    contiguous ``(batch, L, H)``.
+    """
     if lam is None:
         return None, None
-    w, c_next = trapezoid_weights(dt, lam.to(dt.dtype))
-    return w.contiguous(), c_next.contiguous()
+    w, c_next = torch.empty_like(dt), torch.empty_like(dt)
+    batch, length, heads = dt.shape
+    getattr(lib, f"ssmad_ssd_trapezoid_fwd_{_suffix(dt)}")(
+        dt.data_ptr(), lam.data_ptr(), w.data_ptr(), c_next.data_ptr(), batch, length, heads
+    )
+    return w, c_next
 
 
 def _forward_call(
@@ -137,30 +155,32 @@ def _forward_call(
 
 
 class _SSDCpu(torch.autograd.Function):
-    """``(x, dt, w, cn, A, B, C, D, h0) -> (y, h_last)`` on the kernel; ``dt`` already biased/softplused.
+    """``(x, dt, lam, A, B, C, D, h0) -> (y, h_last)`` on the kernel; ``dt`` already biased/softplused.
 
-    ``w`` ``(b, L, H)`` is the input weight of the trapezoid rule, or None for the plain rule (weight ``dt``);
-    ``cn`` ``(b, L, H)`` its correction factor (``y_t -= cn_t (C_t · B_t) x_t``), or None.
+    ``lam`` ``(b, L, H)`` holds the trapezoid rule's weights λ, or None for the plain rule: the library turns them
+    into the kernel's input weights ``w`` and correction factors ``cn`` (``y_t -= cn_t (C_t · B_t) x_t``), and the
+    gradients of those back into ``dt`` and ``lam`` (:func:`_trapezoid_inputs`).
     """
 
     @staticmethod
-    def forward(ctx, x, dt, w, cn, A, B, C, D, h0):  # type: ignore[override]
+    def forward(ctx, x, dt, lam, A, B, C, D, h0):  # type: ignore[override]
         lib = load_library()
         assert lib is not None
         batch, _, heads, headdim = x.shape
         dstate = B.shape[3]
+        w, cn = _trapezoid_inputs(lib, dt, lam)
         y = torch.empty_like(x)
         last = x.new_empty(batch, heads, headdim, dstate)
         _forward_call(lib, (x, dt, w, cn, A, B, C, D, h0), y, last, None, batch)
         if any(ctx.needs_input_grad):
-            ctx.save_for_backward(x, dt, w, cn, A, B, C, D, h0)
+            ctx.save_for_backward(x, dt, lam, w, cn, A, B, C, D, h0)
         return y, last
 
     @staticmethod
     def backward(ctx, dy, dlast):  # type: ignore[override]
         lib = load_library()
         assert lib is not None
-        x, dt, w, cn, A, B, C, D, h0 = ctx.saved_tensors
+        x, dt, lam, w, cn, A, B, C, D, h0 = ctx.saved_tensors
         batch, length, heads, headdim = x.shape
         groups, dstate = B.shape[2], B.shape[3]
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
@@ -183,7 +203,13 @@ class _SSDCpu(torch.autograd.Function):
         # heads of a group share B and C: the blocks' partial gradients add up
         dB = dBp[:, :, :, 0] if n_blocks == 1 else dBp.sum(3)
         dC = dCp[:, :, :, 0] if n_blocks == 1 else dCp.sum(3)
-        return dx, ddt, dw, dcn, dA.sum(0), dB, dC, (None if dD is None else dD.sum(0)), dh0
+        dlam = None
+        if lam is not None:  # dw, dcn into ddt (added) and dlam
+            dlam = torch.empty_like(lam)
+            getattr(lib, f"ssmad_ssd_trapezoid_bwd_{_suffix(x)}")(
+                *map(cpu._ptr, (dt, lam, dw, dcn, ddt, dlam)), batch, length, heads
+            )
+        return dx, ddt, dlam, dA.sum(0), dB, dC, (None if dD is None else dD.sum(0)), dh0
 
 
 def ssd_scan_cpu(
@@ -226,8 +252,8 @@ def ssd_scan_cpu(
         Dc = (D.to(cdt) if D.dim() == 2 else D.to(cdt)[:, None].expand(-1, headdim)).contiguous()
     h0 = None if initial_states is None else initial_states.to(cdt).contiguous()
     Bc, Cc = B.to(cdt).contiguous(), C.to(cdt).contiguous()
-    w, c_next = _trapezoid_inputs(dtc, trapezoid_lambda)  # the kernel subtracts c_{t+1} (C_t · B_t) x_t itself
-    y, last = _SSDCpu.apply(xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, Dc, h0)
+    lam = None if trapezoid_lambda is None else trapezoid_lambda.to(cdt).contiguous()
+    y, last = _SSDCpu.apply(xc, dtc, lam, A.to(cdt).contiguous(), Bc, Cc, Dc, h0)
     out = skip_and_gate(y, xc, None, z).to(x.dtype)
     return (out, last) if return_final_states else out
 
@@ -283,7 +309,8 @@ def ssd_scan_cpu_directional(
     with torch.no_grad():
         xc, dtc = x.to(cdt).contiguous(), dt.to(cdt).contiguous()
         Bc, Cc = B.to(cdt).contiguous(), C.to(cdt).contiguous()
-        w, c_next = _trapezoid_inputs(dtc, trapezoid_lambda)
+        lam = None if trapezoid_lambda is None else trapezoid_lambda.to(cdt).contiguous()
+        w, c_next = _trapezoid_inputs(lib, dtc, lam)
         orderc = order.to(device="cpu", dtype=torch.int64).contiguous()
         y = torch.empty_like(xc)
         tensors = (xc, dtc, w, c_next, A.to(cdt).contiguous(), Bc, Cc, None, None)

@@ -750,6 +750,42 @@ int backward(const T* x, const T* dt, const T* w, const T* cn, const T* A, const
   return 0;
 }
 
+// The trapezoid rule's kernel inputs from its weights λ (ssmad/ssm/ssd_mamba3.py), over (batch, L, H) arrays:
+//   w_t = λ_t dt_t + c_t,   c_t = (1 - λ_{t+1}) dt_{t+1}   (c_{L-1} = 0)
+// and their backward from dw, dc (the kernel's gradients of w and cn), with q_t = dw_{t-1} + dc_{t-1} (q_0 = 0):
+//   ddt_t += λ_t dw_t + (1 - λ_t) q_t,   dλ_t = dt_t (dw_t - q_t)
+// One pass each instead of the dozen tensor operations (and their autograd nodes) of the torch formula.
+template <typename T>
+void trapezoid_forward(const T* dt, const T* lam, T* w, T* cn, int64_t batch, int64_t L, int64_t H) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t row = (b * L + t) * H;
+      const bool last = t + 1 == L;
+#pragma omp simd
+      for (int64_t h = 0; h < H; ++h) {
+        const T c = last ? T(0) : (T(1) - lam[row + H + h]) * dt[row + H + h];
+        cn[row + h] = c;
+        w[row + h] = lam[row + h] * dt[row + h] + c;
+      }
+    }
+}
+
+template <typename T>
+void trapezoid_backward(const T* dt, const T* lam, const T* dw, const T* dcn, T* ddt, T* dlam, int64_t batch, int64_t L,
+                        int64_t H) {
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t row = (b * L + t) * H;
+      const bool first = t == 0;
+#pragma omp simd
+      for (int64_t h = 0; h < H; ++h) {
+        const T q = first ? T(0) : dw[row - H + h] + dcn[row - H + h];
+        ddt[row + h] += lam[row + h] * dw[row + h] + (T(1) - lam[row + h]) * q;
+        dlam[row + h] = dt[row + h] * (dw[row + h] - q);
+      }
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -760,7 +796,7 @@ int ssmad_ssd_openmp() { return 1; }
 int ssmad_ssd_openmp() { return 0; }
 #endif
 
-int ssmad_ssd_abi_version() { return 6; }
+int ssmad_ssd_abi_version() { return 7; }
 int64_t ssmad_ssd_head_block() { return kHeadBlock; }
 int64_t ssmad_ssd_backward_block() { return kBackwardBlock; }
 int ssmad_ssd_vector_bytes() { return kVecBytes; }
@@ -801,8 +837,21 @@ int ssmad_ssd_vector_bytes() { return kVecBytes; }
     return 0;                                                                                                         \
   }
 
+#define SSMAD_SSD_TRAPEZOID(SUFFIX, T)                                                                                \
+  int ssmad_ssd_trapezoid_fwd_##SUFFIX(const T* dt, const T* lam, T* w, T* cn, int64_t batch, int64_t L, int64_t H) {  \
+    trapezoid_forward<T>(dt, lam, w, cn, batch, L, H);                                                                \
+    return 0;                                                                                                         \
+  }                                                                                                                   \
+  int ssmad_ssd_trapezoid_bwd_##SUFFIX(const T* dt, const T* lam, const T* dw, const T* dcn, T* ddt, T* dlam,          \
+                                       int64_t batch, int64_t L, int64_t H) {                                         \
+    trapezoid_backward<T>(dt, lam, dw, dcn, ddt, dlam, batch, L, H);                                                  \
+    return 0;                                                                                                         \
+  }
+
 SSMAD_SSD_EXPORT(f32, float)
 SSMAD_SSD_EXPORT(f64, double)
+SSMAD_SSD_TRAPEZOID(f32, float)
+SSMAD_SSD_TRAPEZOID(f64, double)
 SSMAD_SSD_EXPORT_ALL(f32, float)
 SSMAD_SSD_EXPORT_ALL(f64, double)
 
