@@ -48,7 +48,7 @@ SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
 #: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
 CHUNK = 64
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=fast"]
-_ABI_VERSION = 5
+_ABI_VERSION = 6
 _OPENMP = "ssmad_scan_openmp"  # the library function: built with OpenMP?
 
 _lock = threading.Lock()
@@ -145,6 +145,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     declare_item_kernels(lib, {**kernels, "ssmad_fused_bwd": (13, 12)})
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
     lib.ssmad_scan_openmp.restype = ctypes.c_int
+    lib.ssmad_scan_vector_bytes.restype = ctypes.c_int
     for suffix in ("f32", "f64"):
         fn = getattr(lib, f"ssmad_softplus_{suffix}")
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
@@ -285,6 +286,11 @@ def _run_parallel(fn, n_items: int, args: tuple, updates: int) -> None:
         f.result()
 
 
+def _lanes(lib: ctypes.CDLL, dtype: torch.dtype) -> int:
+    """Channels per vector block of the kernel (8 or 16 floats, 4 or 8 doubles: 64-byte vectors with AVX-512)."""
+    return lib.ssmad_scan_vector_bytes() // (8 if dtype == torch.float64 else 4)
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -300,7 +306,7 @@ class _CpuScan(torch.autograd.Function):
         groups, dstate = B.shape[1], B.shape[2]
         chunk = min(CHUNK, length)
         n_chunks = math.ceil(length / chunk)
-        lanes = 4 if u.dtype == torch.float64 else 8
+        lanes = _lanes(lib, u.dtype)
         n_blocks = math.ceil(dim // groups / lanes)
         train = any(ctx.needs_input_grad)
         y = torch.empty_like(u)
@@ -321,7 +327,7 @@ class _CpuScan(torch.autograd.Function):
         u, dt, A, B, C, D, ckpt = ctx.saved_tensors
         batch, dim, length = u.shape
         groups, dstate = B.shape[1], B.shape[2]
-        lanes = 4 if u.dtype == torch.float64 else 8
+        lanes = _lanes(lib, u.dtype)
         n_blocks = math.ceil(dim // groups / lanes)
         threads = torch.get_num_threads()
         splits = max(1, min(n_blocks, math.ceil(2 * threads / (batch * groups))))
@@ -379,7 +385,7 @@ def _directional_forward(
     k, _, rank = dt_weight.shape
     dstate = A.shape[-1]
     y = torch.empty_like(x)
-    lanes = 4 if x.dtype == torch.float64 else 8
+    lanes = _lanes(lib, x.dtype)
     ptrs = (x, xdbl, dt_weight, dt_bias, A, D_sum, index, y, ckpt)
     sizes = (batch, length, dim, k, rank, dstate, xdbl.stride(0), xdbl.stride(2), xdbl.stride(1))
     launch(
@@ -397,7 +403,9 @@ def _directional_forward(
 def _checkpoint_buffer(x: Tensor, k: int, dstate: int) -> Tensor:
     """Room for the states entering every chunk: ``(batch, K, channel blocks, chunks, N, lanes)``, flat."""
     batch, length, dim = x.shape
-    lanes = 4 if x.dtype == torch.float64 else 8
+    lib = load_library()
+    assert lib is not None
+    lanes = _lanes(lib, x.dtype)
     return x.new_empty(batch * k * math.ceil(dim / lanes) * math.ceil(length / FUSED_CHUNK) * dstate * lanes)
 
 
@@ -431,7 +439,7 @@ class _DirectionalScan(torch.autograd.Function):
         k, _, rank = dt_weight.shape
         dstate = A.shape[-1]
         dy = dy.contiguous()
-        lanes = 4 if x.dtype == torch.float64 else 8
+        lanes = _lanes(lib, x.dtype)
         n_blocks = math.ceil(dim / lanes)
         # items (batch element, split of the channel blocks): enough of them for every thread
         splits = max(1, min(n_blocks, math.ceil(torch.get_num_threads() / batch)))

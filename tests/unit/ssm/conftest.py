@@ -75,3 +75,24 @@ def libgomp_copies() -> set[str]:
     wheels vendor are their own runtimes and not counted)."""
     with open("/proc/self/maps") as maps:
         return {line.split()[-1] for line in maps if line.rstrip().split("/")[-1].startswith("libgomp.so")}
+
+
+@pytest.fixture
+def narrow_scan_kernel(monkeypatch):
+    """The selective-scan kernel built with 32-byte vectors (-DSSMAD_NO_AVX512), in place of the loaded one.
+
+    Where the CPU has AVX-512 the kernel uses 64-byte vectors; other CPUs run the 32-byte build, which this fixture
+    puts under test here. Skips where the loaded kernel already uses 32-byte vectors (the other tests cover it).
+    """
+    import ctypes
+
+    from ssmad.ssm import cpu
+
+    lib = cpu.load_library()
+    if lib is None or lib.ssmad_scan_vector_bytes() != 64:
+        pytest.skip("the kernel uses 32-byte vectors here: the other tests cover them")
+    narrow = ctypes.CDLL(str(cpu._compile(cpu._compiler(), cpu.SOURCE, ("-DSSMAD_NO_AVX512",))))
+    cpu._declare(narrow)
+    assert narrow.ssmad_scan_vector_bytes() == 32
+    monkeypatch.setattr(cpu, "_lib", narrow)
+    return narrow

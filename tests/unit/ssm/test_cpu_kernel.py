@@ -154,3 +154,16 @@ def test_build_cache_follows_the_included_headers(tmp_path, monkeypatch):
     second = cpu._compile(cpu._compiler(), src / "kernel.cpp")
     assert second != first
     assert ctypes.CDLL(str(first)).value() == 1 and ctypes.CDLL(str(second)).value() == 2
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_32_byte_vector_build_matches_reference(narrow_scan_kernel, scan_inputs, groups):
+    # 40 channels in one group (five blocks of 8 lanes), or two groups of 20 (two blocks of 8 and a tail of 4 each)
+    x = scan_inputs(batch=2, dim=40, dstate=16, length=50, groups=groups, dtype=torch.float64)
+    got = selective_scan(*x.args(), delta_softplus=True, backend="cpu")
+    want = selective_scan(*x.args(), delta_softplus=True, backend="reference")
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    grads = torch.autograd.grad(got.square().sum(), list(x.tensors().values()))
+    grads_ref = torch.autograd.grad(want.square().sum(), list(x.tensors().values()))
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-12)

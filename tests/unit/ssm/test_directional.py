@@ -182,7 +182,8 @@ def test_fused_gradients_match_the_composition_float64(k: int, h: int, w: int, c
 @needs_kernel
 @pytest.mark.parametrize(("k", "h", "w", "curve"), [(2, 9, 8, "sweep"), (8, 5, 7, "hilbert")])
 def test_fused_gradients_match_the_composition_float32(k: int, h: int, w: int, curve: str) -> None:
-    args = _curve_case(k, h, w, curve, torch.float32, True, dim=20)  # 20 channels: two blocks of 8 and a tail
+    # 20 channels: a block of 16 lanes (two of 8 with 32-byte vectors) and a tail
+    args = _curve_case(k, h, w, curve, torch.float32, True, dim=20)
     grad_out = torch.randn(args[0].shape, generator=torch.Generator().manual_seed(1))
     fused = _value_and_grads(lambda *a: directional_scan(*a, backend="cpu"), args, grad_out)
     unfused = _value_and_grads(lambda *a: directional_scan_ref(*a, backend="cpu"), args, grad_out)
@@ -206,3 +207,13 @@ def test_fused_backward_with_channel_splits_strided_xdbl_and_partial_requests() 
         torch.set_num_threads(threads)
     want = torch.autograd.grad(directional_scan_ref(x, view, dt_weight, dt_bias, A, D, index), (x, view), grad_out)
     assert max(_relative_errors(got, want)) < 1e-9
+
+
+@needs_kernel
+@pytest.mark.parametrize(("k", "h", "w", "curve"), [(4, 5, 7, "zigzag"), (8, 5, 6, "hilbert")])
+def test_fused_32_byte_vector_build_matches_reference(narrow_scan_kernel, k: int, h: int, w: int, curve: str) -> None:
+    args = _curve_case(k, h, w, curve, torch.float64, True, dim=20)
+    grad_out = torch.randn(args[0].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    fused = _value_and_grads(lambda *a: directional_scan(*a, backend="cpu"), args, grad_out)
+    oracle = _value_and_grads(lambda *a: directional_scan_ref(*a, backend="reference"), args, grad_out)
+    assert max(_relative_errors(fused, oracle)) < 1e-9

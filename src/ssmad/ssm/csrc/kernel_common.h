@@ -1,10 +1,11 @@
-// Pieces shared by the CPU kernels (selective_scan_cpu.cpp, ssd_scan_cpu.cpp): denormal flushing and the split of
-// work items over threads. Each kernel includes this file into its own library; the build cache key (ssmad/ssm/cpu.py)
+// Pieces shared by the CPU kernels (selective_scan_cpu.cpp, ssd_scan_cpu.cpp): the vector width, lane sums, denormal
+// flushing and the split of work items over threads. Each kernel includes this file into its own library; the build cache key (ssmad/ssm/cpu.py)
 // hashes the headers next to a source together with the source.
 
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -15,6 +16,147 @@
 #endif
 
 namespace ssmad_kernels {
+
+// Vectors (GCC/Clang vector extensions) of 64 bytes where the CPU has AVX-512, else 32 bytes; -DSSMAD_NO_AVX512
+// forces 32 bytes.
+#if defined(__AVX512F__) && !defined(SSMAD_NO_AVX512)
+#define SSMAD_VEC512 1
+constexpr int kVecBytes = 64;
+#else
+constexpr int kVecBytes = 32;
+#endif
+
+template <typename T>
+struct VecOf {
+  typedef T V __attribute__((vector_size(kVecBytes)));
+  static constexpr int W = kVecBytes / int(sizeof(T));
+};
+
+// sum_lanes(v): out[i] = sum of the lanes of v[i], for the W vectors v[0..W-1] (a transposed horizontal sum).
+#ifdef SSMAD_VEC512
+// With 64-byte vectors, log2(W) folds: each adds the two halves of every block of s lanes of a pair of vectors, a's
+// sums in the lower half of each block, b's in the upper; after the last fold lane j holds the sum of input
+// bitrev(j), so the inputs are taken in bit-reversed order. The permutations of the folds, as tables built at
+// compile time: level l folds blocks of W >> l lanes.
+template <int W>
+struct FoldTables {
+  int bitrev[W] = {};
+  long long lo[5][W] = {}, hi[5][W] = {};
+  constexpr FoldTables() {
+    for (int i = 0; i < W; ++i)
+      for (int bit = 1, j = i; bit < W; bit <<= 1, j >>= 1) bitrev[i] = (bitrev[i] << 1) | (j & 1);
+    int level = 0;
+    for (int s = W; s > 1; s >>= 1, ++level)
+      for (int k = 0; k < W; ++k) {
+        const int b = k / s, o = k % s, h = s / 2;
+        lo[level][k] = o < h ? b * s + o : W + b * s + o - h;
+        hi[level][k] = o < h ? b * s + o + h : W + b * s + o;
+      }
+  }
+};
+
+template <int W, typename V, typename I, typename Perm>
+inline V fold_lanes(const V* v, Perm perm) {
+  static constexpr FoldTables<W> tab{};
+  V w[W];
+#pragma GCC unroll 16
+  for (int i = 0; i < W; ++i) w[i] = v[tab.bitrev[i]];
+  int n = W, level = 0;
+#pragma GCC unroll 4
+  for (int s = W; s > 1; s >>= 1, ++level) {
+    I lo, hi;
+    for (int k = 0; k < W; ++k) lo[k] = tab.lo[level][k], hi[k] = tab.hi[level][k];
+#pragma GCC unroll 8
+    for (int i = 0; i < n / 2; ++i) w[i] = perm(w[2 * i], lo, w[2 * i + 1]) + perm(w[2 * i], hi, w[2 * i + 1]);
+    n /= 2;
+  }
+  return w[0];
+}
+
+inline VecOf<float>::V sum_lanes(const VecOf<float>::V* v) {
+  typedef int I __attribute__((vector_size(64)));
+  return fold_lanes<16, VecOf<float>::V, I>(v, [](VecOf<float>::V a, I idx, VecOf<float>::V b) {
+    return (VecOf<float>::V)_mm512_permutex2var_ps((__m512)a, (__m512i)idx, (__m512)b);
+  });
+}
+
+inline VecOf<double>::V sum_lanes(const VecOf<double>::V* v) {
+  typedef long long I __attribute__((vector_size(64)));
+  return fold_lanes<8, VecOf<double>::V, I>(v, [](VecOf<double>::V a, I idx, VecOf<double>::V b) {
+    return (VecOf<double>::V)_mm512_permutex2var_pd((__m512d)a, (__m512i)idx, (__m512d)b);
+  });
+}
+#else
+inline VecOf<float>::V sum_lanes(const VecOf<float>::V* v) {
+#if defined(__AVX__)
+  const __m256 t0 = _mm256_hadd_ps((__m256)v[0], (__m256)v[1]), t1 = _mm256_hadd_ps((__m256)v[2], (__m256)v[3]);
+  const __m256 t2 = _mm256_hadd_ps((__m256)v[4], (__m256)v[5]), t3 = _mm256_hadd_ps((__m256)v[6], (__m256)v[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return (VecOf<float>::V)_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+#else
+  VecOf<float>::V out{};
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) out[i] += v[i][j];
+  return out;
+#endif
+}
+
+inline VecOf<double>::V sum_lanes(const VecOf<double>::V* v) {
+#if defined(__AVX__)
+  const __m256d t0 = _mm256_hadd_pd((__m256d)v[0], (__m256d)v[1]), t1 = _mm256_hadd_pd((__m256d)v[2], (__m256d)v[3]);
+  return (VecOf<double>::V)_mm256_add_pd(_mm256_permute2f128_pd(t0, t1, 0x20), _mm256_permute2f128_pd(t0, t1, 0x31));
+#else
+  VecOf<double>::V out{};
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) out[i] += v[i][j];
+  return out;
+#endif
+}
+#endif
+
+// The sum of the lanes of one vector, as a tree of halvings.
+inline float sum_one(VecOf<float>::V v) {
+#ifdef SSMAD_VEC512
+  return _mm512_reduce_add_ps((__m512)v);
+#elif defined(__AVX__)
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+#else
+  float s = 0;
+  for (int i = 0; i < VecOf<float>::W; ++i) s += v[i];
+  return s;
+#endif
+}
+
+inline double sum_one(VecOf<double>::V v) {
+#ifdef SSMAD_VEC512
+  return _mm512_reduce_add_pd((__m512d)v);
+#elif defined(__AVX__)
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+#else
+  double s = 0;
+  for (int i = 0; i < VecOf<double>::W; ++i) s += v[i];
+  return s;
+#endif
+}
+
+// sum_lanes over any number of vectors: out[i] = sum of the lanes of v[i] for i < count, W at a time; a last group of
+// fewer than W vectors through sum_one each.
+template <typename V, typename T>
+inline void sum_lanes_n(const V* const* v, int64_t count, T* out) {
+  constexpr int W = int(sizeof(V) / sizeof(T));
+  int64_t i0 = 0;
+  for (; i0 + W <= count; i0 += W) {
+    V group[W];
+#pragma GCC unroll 16
+    for (int i = 0; i < W; ++i) group[i] = *v[i0 + i];
+    const V s = sum_lanes(group);
+    std::memcpy(out + i0, &s, sizeof(V));
+  }
+  for (; i0 < count; ++i0) out[i0] = sum_one(*v[i0]);
+}
 
 // Flush denormals to zero (and read them as zero) for the duration of a kernel call, restoring the caller's mode.
 // Decaying states underflow into the denormal range in long sequences, where x86 arithmetic on them is ~100x

@@ -9,7 +9,8 @@
 //   ckpt                  : (batch, dim, n_chunks, N)   state before each chunk of T steps (saved by the
 //                            forward when gradients are needed; the backward recomputes inside a chunk)
 //
-// Vectorisation runs across W consecutive channels of one group (8 floats or 4 doubles per 32-byte vector),
+// Vectorisation runs across W consecutive channels of one group (16 floats or 8 doubles per 64-byte vector where
+// the CPU has AVX-512, else 8 floats or 4 doubles per 32-byte vector),
 // which share B_t and C_t: every state update is a vector FMA with a broadcast scalar, and no horizontal sum
 // is needed in the forward. exp() is a vector polynomial (float) so the loop stays in registers.
 //
@@ -33,6 +34,8 @@
 namespace {
 
 using ssmad_kernels::DenormalGuard;
+using ssmad_kernels::kVecBytes;
+using ssmad_kernels::sum_lanes_n;
 using ssmad_kernels::run_items;
 
 template <typename T>
@@ -40,29 +43,31 @@ struct VecTraits;
 
 template <>
 struct VecTraits<float> {
-  typedef float V __attribute__((vector_size(32)));
-  typedef int32_t I __attribute__((vector_size(32)));
-  static constexpr int W = 8;
+  typedef float V __attribute__((vector_size(kVecBytes)));
+  typedef int32_t I __attribute__((vector_size(kVecBytes)));
+  static constexpr int W = kVecBytes / 4;
 };
 
 template <>
 struct VecTraits<double> {
-  typedef double V __attribute__((vector_size(32)));
-  typedef int64_t I __attribute__((vector_size(32)));
-  static constexpr int W = 4;
+  typedef double V __attribute__((vector_size(kVecBytes)));
+  typedef int64_t I __attribute__((vector_size(kVecBytes)));
+  static constexpr int W = kVecBytes / 8;
 };
 
 typedef VecTraits<float>::V vf;
 typedef VecTraits<float>::I vi;
 typedef VecTraits<double>::V vd;
 
-// 2^y for 8 floats: y = k + f with integer k and |f| <= 1/2, 2^f = 1 + f*q(f) with q of degree 4 (fitted for
+// 2^y for a vector of floats: y = k + f with integer k and |f| <= 1/2, 2^f = 1 + f*q(f) with q of degree 4 (fitted for
 // relative error, at most 1.2e-7 over the interval), and 2^k written into the exponent bits. Adding 1.5*2^23 + 127
 // rounds y to an integer whose low mantissa bits are k + 127, so one shift turns them into the exponent field.
 // y is clamped to [-126, 126]: very negative arguments give 2^-126 ~ 1e-38 instead of 0 (harmless for a decay).
 // Callers fold log2(e) into their constants (exp(x) = 2^(x log2 e)).
 inline vf vexp2(vf y) {
-#if defined(__AVX__)
+#ifdef SSMAD_VEC512
+  y = (vf)_mm512_min_ps(_mm512_max_ps((__m512)y, _mm512_set1_ps(-126.0f)), _mm512_set1_ps(126.0f));
+#elif defined(__AVX__)
   y = (vf)_mm256_min_ps(_mm256_max_ps((__m256)y, _mm256_set1_ps(-126.0f)), _mm256_set1_ps(126.0f));
 #else
   const vf lo = vf{} - 126.0f, hi = vf{} + 126.0f;
@@ -89,7 +94,7 @@ inline vf vexp2(vf y) {
 // float64 path (gradcheck, users who want double precision): libm per lane.
 inline vd vexp2(vd y) {
   vd out = y;
-  for (int i = 0; i < 4; ++i) out[i] = std::exp2(y[i]);
+  for (int i = 0; i < VecTraits<double>::W; ++i) out[i] = std::exp2(y[i]);
   return out;
 }
 
@@ -115,15 +120,8 @@ inline vf vsoftplus(vf x) {
 
 inline vd vsoftplus(vd x) {
   vd out = x;
-  for (int i = 0; i < 4; ++i) out[i] = x[i] > 20.0 ? x[i] : std::log1p(std::exp(x[i]));
+  for (int i = 0; i < VecTraits<double>::W; ++i) out[i] = x[i] > 20.0 ? x[i] : std::log1p(std::exp(x[i]));
   return out;
-}
-
-template <typename V, typename T>
-inline T hsum(V v, int W) {
-  T s = 0;
-  for (int i = 0; i < W; ++i) s += v[i];
-  return s;
 }
 
 // Per-channel-block state storage: a fixed array the compiler can keep in registers for the common N = 16, a heap
@@ -187,17 +185,20 @@ template <typename V, typename T, int NS>
 inline void adjoint_step(V* __restrict g, const V* a, const V* h, const V* hp, const V* Ak, const T* bt, const T* ct,
                          V dyv, V dtv, V duv, V* dA, V* dB, V* dC, V& gB, V& dd, int64_t n_state) {
   const int64_t N = NS ? NS : n_state;
+  V dd4[4] = {dd, V{}, V{}, V{}}, gB4[4] = {gB, V{}, V{}, V{}};  // four partial sums: shorter FMA chains
 #pragma GCC unroll 16
   for (int64_t n = 0; n < N; ++n) {
     const V gn = g[n] + dyv * ct[n];
     const V q = gn * a[n] * hp[n];
-    dd += q * Ak[n];
+    dd4[n & 3] += q * Ak[n];
     dA[n] += q * dtv;
-    gB += gn * bt[n];
+    gB4[n & 3] += gn * bt[n];
     dB[n] += gn * duv;
     dC[n] += dyv * h[n];
     g[n] = gn * a[n];
   }
+  dd = (dd4[0] + dd4[1]) + (dd4[2] + dd4[3]);
+  gB = (gB4[0] + gB4[1]) + (gB4[2] + gB4[3]);
 }
 
 struct Dims {
@@ -299,6 +300,8 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
   std::vector<V> Av(nb * N), A2v(nb * N), carry(nb * N), dAacc(nb * N), Dv(nb), dDacc(nb);
   std::vector<V> ub(TT), dtb(TT), dyb(TT), dub(TT), ddtb(TT), hstart(N), hbuf(TT * N), abuf(TT * N), g_(N);
   std::vector<V> dBacc(TT * N), dCacc(TT * N);
+  std::vector<const V*> bcrow(2 * N);
+  std::vector<T> bcsum(2 * N);
   std::vector<T> Bt(TT * N), Ct(TT * N);
   std::vector<int> nls(nb);
   for (int64_t kb = 0; kb < nb; ++kb) {
@@ -369,11 +372,10 @@ void backward_item(const Dims& dm, int64_t S, const T* u, const T* dt, const T* 
       store_block(dub.data(), L, t0, tl, nl, du + row0 * L);
       store_block(ddtb.data(), L, t0, tl, nl, ddt + row0 * L);
     }
-    for (int64_t t = 0; t < tl; ++t) {
-      for (int64_t n = 0; n < N; ++n) {
-        dBp[n * L + t0 + t] = hsum<V, T>(dBacc[t * N + n], W);
-        dCp[n * L + t0 + t] = hsum<V, T>(dCacc[t * N + n], W);
-      }
+    for (int64_t t = 0; t < tl; ++t) {  // the lane sums of the step's 2N accumulators, W at a time
+      for (int64_t n = 0; n < N; ++n) bcrow[n] = &dBacc[t * N + n], bcrow[N + n] = &dCacc[t * N + n];
+      sum_lanes_n(bcrow.data(), 2 * N, bcsum.data());
+      for (int64_t n = 0; n < N; ++n) dBp[n * L + t0 + t] = bcsum[n], dCp[n * L + t0 + t] = bcsum[N + n];
     }
   }
 
@@ -428,6 +430,7 @@ void backward_range(const Dims& dm, int64_t S, const T* u, const T* dt, const T*
 // L-long vector buffers (L1/L2 resident), so the random order of a curve costs no extra memory traffic.
 constexpr int64_t kFusedChunk = 64;  // steps per pass-1 / pass-2 round
 constexpr int64_t kPrefetch = 32;    // steps between prefetching a row and reading it
+constexpr int64_t kRowAhead = 8;     // the same in the backward's recompute pass, for the rows of x, dy and dx
 
 struct FusedDims {
   int64_t batch, L, D, K, R, N;
@@ -576,7 +579,7 @@ inline vf vsigmoid(vf s) { return 1.0f / (1.0f + vexp2(s * -(float)kLog2e)); }
 
 inline vd vsigmoid(vd s) {
   vd out = s;
-  for (int i = 0; i < 4; ++i) out[i] = 1.0 / (1.0 + std::exp(-s[i]));
+  for (int i = 0; i < VecTraits<double>::W; ++i) out[i] = 1.0 / (1.0 + std::exp(-s[i]));
   return out;
 }
 
@@ -600,6 +603,7 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
   std::vector<V> dAacc(nb * N), dWacc(nb * R), dbacc(nb);
   std::vector<V> ub(TT), dtv_(TT), sigb(TT), dyv_(TT), hbuf(TT * N), abuf(TT * N), hstart(N), g(N);
   std::vector<V> dBacc(TT * N), dCacc(TT * N), dRacc(TT * R);
+  std::vector<const V*> erow(E);
   std::vector<const T*> rows(TT);
   std::vector<int64_t> pos(TT);
   std::vector<int> nls(nb);
@@ -632,6 +636,12 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
         pos[j] = order[t0 + j];
         rows[j] = base + pos[j] * fd.sl;
       }
+      for (int64_t j = std::max<int64_t>(0, t0 - TT); j < t0; ++j) {  // the previous chunk's rows, needed next
+        const T* ahead = base + order[j] * fd.sl;
+        __builtin_prefetch(ahead);
+        __builtin_prefetch(ahead + 64 / sizeof(T));
+        __builtin_prefetch(ahead + E - 1);
+      }
       for (int64_t i = 0; i < tl * N; ++i) dBacc[i] = V{}, dCacc[i] = V{};
       for (int64_t i = 0; i < tl * R; ++i) dRacc[i] = V{};
       for (int64_t kb = 0; kb < nb; ++kb) {
@@ -643,6 +653,10 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
         const V* saved = reinterpret_cast<const V*>(ckpt) + (((b * K + k) * nblk + k0 + kb) * nch + c) * N;
         for (int64_t n = 0; n < N; ++n) hstart[n] = saved[n], g[n] = hstart[n];
         for (int64_t j = 0; j < tl; ++j) {
+          if (j + kRowAhead < tl) {  // this block's x, dy, dx at a position kRowAhead steps later
+            const int64_t at = pos[j + kRowAhead] * Dm + d0;
+            __builtin_prefetch(xb + at), __builtin_prefetch(dyb + at), __builtin_prefetch(dxb + at, 1);
+          }
           const T* row = rows[j];
           V sv = bias[kb];
           for (int64_t r = 0; r < R; ++r) sv += Wr[r] * row[r];
@@ -681,13 +695,15 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
         for (int64_t n = 0; n < N; ++n) gk[n] = g[n];
       }
       // Channel sums of this chunk: the gradients of the direction's [dts | B | C] rows.
+      // (sum_lanes_n: W vectors' lane sums at once, log2(W) shuffle-adds, instead of W - 1 scalar adds for each)
       for (int64_t j = 0; j < tl; ++j) {
-        T* out = part + (pos[j] * K + k) * E;
-        for (int64_t r = 0; r < R; ++r) out[r] = hsum<V, T>(dRacc[j * R + r], W);
-        for (int64_t n = 0; n < N; ++n) {
-          out[R + n] = hsum<V, T>(dBacc[j * N + n], W);
-          out[R + N + n] = hsum<V, T>(dCacc[j * N + n], W);
+        if (j + 4 < tl) {  // the output row written 4 steps later (rows follow the curve through memory)
+          const T* ahead = part + (pos[j + 4] * K + k) * E;
+          __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + E - 1, 1);
         }
+        for (int64_t r = 0; r < R; ++r) erow[r] = &dRacc[j * R + r];
+        for (int64_t n = 0; n < N; ++n) erow[R + n] = &dBacc[j * N + n], erow[R + N + n] = &dCacc[j * N + n];
+        sum_lanes_n(erow.data(), E, part + (pos[j] * K + k) * E);
       }
     }
 
@@ -758,7 +774,10 @@ SSMAD_EXPORT int ssmad_scan_openmp() { return 1; }
 SSMAD_EXPORT int ssmad_scan_openmp() { return 0; }
 #endif
 
-SSMAD_EXPORT int ssmad_scan_abi_version() { return 5; }
+SSMAD_EXPORT int ssmad_scan_abi_version() { return 6; }
+
+// Bytes per vector: a block of channels holds this many / sizeof(T) lanes (the caller sizes its buffers by it).
+SSMAD_EXPORT int ssmad_scan_vector_bytes() { return kVecBytes; }
 
 SSMAD_EXPORT int ssmad_softplus_f32(const float* x, float* out, int64_t n, int64_t threads) {
   softplus_all(x, out, n, threads);

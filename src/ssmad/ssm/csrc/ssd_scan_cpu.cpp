@@ -45,6 +45,9 @@
 namespace {
 
 using ssmad_kernels::DenormalGuard;
+using ssmad_kernels::kVecBytes;
+using ssmad_kernels::sum_lanes;
+using ssmad_kernels::sum_one;
 using ssmad_kernels::run_items;
 
 struct Dims {
@@ -127,21 +130,13 @@ inline void prefetch_rows(const T* x, const T* dt, const T* B, const T* C, const
 }
 
 // Vectors of T for the P = N = 16 specialisation, written with GCC/Clang vector extensions (plain loops over the
-// state rows were auto-vectorised into shuffles and gathers): 64 bytes where the CPU has AVX-512 (one float state
-// row per vector; at MambaADv2's shapes forward and backward took 0.70-0.85x the time of 32-byte vectors on a Zen 5
-// core), else 32 bytes (8 floats / 4 doubles). -DSSMAD_NO_AVX512 forces 32 bytes.
-#if defined(__AVX512F__) && !defined(SSMAD_NO_AVX512)
-#define SSMAD_VEC512 1
-#endif
-#ifdef SSMAD_VEC512
-constexpr int kVecBytes = 64;
-#else
-constexpr int kVecBytes = 32;
-#endif
+// state rows were auto-vectorised into shuffles and gathers): kVecBytes (kernel_common.h), so one float state row
+// per vector with AVX-512 (at MambaADv2's shapes forward and backward took 0.70-0.85x the time of 32-byte vectors on
+// a Zen 5 core).
 template <typename T>
 struct Vec {
-  typedef T V __attribute__((vector_size(kVecBytes)));
-  static constexpr int W = kVecBytes / sizeof(T);
+  typedef typename ssmad_kernels::VecOf<T>::V V;
+  static constexpr int W = ssmad_kernels::VecOf<T>::W;
 };
 
 template <typename V, typename T>
@@ -183,116 +178,6 @@ inline void fwd_step_vec(T* __restrict s, const T* __restrict xt, const T* __res
     }
   }
   for (int k = 0; k < PV; ++k) vstore(yt + k * W, (add ? vload<V>(yt + k * W) : V{}) + acc0[k] + acc1[k]);
-}
-
-// out[i] = sum of the lanes of v[i], for the W vectors v[0..W-1] (a transposed horizontal sum).
-#ifdef SSMAD_VEC512
-// log2(W) folds: each adds the two halves of every block of s lanes of a pair of vectors, a's sums in the lower half
-// of each block, b's in the upper; after the last fold lane j holds the sum of input bitrev(j), so the inputs are
-// taken in bit-reversed order.
-// The permutations of the folds for W lanes, as tables built at compile time: level l folds blocks of W >> l lanes.
-template <int W>
-struct FoldTables {
-  int bitrev[W] = {};
-  long long lo[5][W] = {}, hi[5][W] = {};
-  constexpr FoldTables() {
-    for (int i = 0; i < W; ++i)
-      for (int bit = 1, j = i; bit < W; bit <<= 1, j >>= 1) bitrev[i] = (bitrev[i] << 1) | (j & 1);
-    int level = 0;
-    for (int s = W; s > 1; s >>= 1, ++level)
-      for (int k = 0; k < W; ++k) {
-        const int b = k / s, o = k % s, h = s / 2;
-        lo[level][k] = o < h ? b * s + o : W + b * s + o - h;
-        hi[level][k] = o < h ? b * s + o + h : W + b * s + o;
-      }
-  }
-};
-
-template <int W, typename V, typename I, typename Perm>
-inline V fold_lanes(const V* v, Perm perm) {
-  static constexpr FoldTables<W> tab{};
-  V w[W];
-#pragma GCC unroll 16
-  for (int i = 0; i < W; ++i) w[i] = v[tab.bitrev[i]];
-  int n = W, level = 0;
-#pragma GCC unroll 4
-  for (int s = W; s > 1; s >>= 1, ++level) {
-    I lo, hi;
-    for (int k = 0; k < W; ++k) lo[k] = tab.lo[level][k], hi[k] = tab.hi[level][k];
-#pragma GCC unroll 8
-    for (int i = 0; i < n / 2; ++i) w[i] = perm(w[2 * i], lo, w[2 * i + 1]) + perm(w[2 * i], hi, w[2 * i + 1]);
-    n /= 2;
-  }
-  return w[0];
-}
-
-inline Vec<float>::V sum_lanes(const Vec<float>::V* v) {
-  typedef int I __attribute__((vector_size(64)));
-  return fold_lanes<16, Vec<float>::V, I>(v, [](Vec<float>::V a, I idx, Vec<float>::V b) {
-    return (Vec<float>::V)_mm512_permutex2var_ps((__m512)a, (__m512i)idx, (__m512)b);
-  });
-}
-
-inline Vec<double>::V sum_lanes(const Vec<double>::V* v) {
-  typedef long long I __attribute__((vector_size(64)));
-  return fold_lanes<8, Vec<double>::V, I>(v, [](Vec<double>::V a, I idx, Vec<double>::V b) {
-    return (Vec<double>::V)_mm512_permutex2var_pd((__m512d)a, (__m512i)idx, (__m512d)b);
-  });
-}
-#else
-inline Vec<float>::V sum_lanes(const Vec<float>::V* v) {
-#if defined(__AVX__)
-  const __m256 t0 = _mm256_hadd_ps((__m256)v[0], (__m256)v[1]), t1 = _mm256_hadd_ps((__m256)v[2], (__m256)v[3]);
-  const __m256 t2 = _mm256_hadd_ps((__m256)v[4], (__m256)v[5]), t3 = _mm256_hadd_ps((__m256)v[6], (__m256)v[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-  return (Vec<float>::V)_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-#else
-  Vec<float>::V out{};
-  for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 8; ++j) out[i] += v[i][j];
-  return out;
-#endif
-}
-
-inline Vec<double>::V sum_lanes(const Vec<double>::V* v) {
-#if defined(__AVX__)
-  const __m256d t0 = _mm256_hadd_pd((__m256d)v[0], (__m256d)v[1]), t1 = _mm256_hadd_pd((__m256d)v[2], (__m256d)v[3]);
-  return (Vec<double>::V)_mm256_add_pd(_mm256_permute2f128_pd(t0, t1, 0x20), _mm256_permute2f128_pd(t0, t1, 0x31));
-#else
-  Vec<double>::V out{};
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 4; ++j) out[i] += v[i][j];
-  return out;
-#endif
-}
-#endif
-
-// The sum of the lanes of one vector, as a tree of halvings.
-inline float sum_one(Vec<float>::V v) {
-#ifdef SSMAD_VEC512
-  return _mm512_reduce_add_ps((__m512)v);
-#elif defined(__AVX__)
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-#else
-  float s = 0;
-  for (int i = 0; i < Vec<float>::W; ++i) s += v[i];
-  return s;
-#endif
-}
-
-inline double sum_one(Vec<double>::V v) {
-#ifdef SSMAD_VEC512
-  return _mm512_reduce_add_pd((__m512d)v);
-#elif defined(__AVX__)
-  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-#else
-  double s = 0;
-  for (int i = 0; i < Vec<double>::W; ++i) s += v[i];
-  return s;
-#endif
 }
 
 // The decays a_j = exp(dt_t A_h) of heads [h0, h0 + nh) at one step (dt_row = dt_t of all heads). Computed before
