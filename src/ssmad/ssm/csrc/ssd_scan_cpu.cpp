@@ -468,11 +468,13 @@ void backward_items(const Dims& d, const T* x, const T* dt, const T* w, const T*
   V sb_v[kVec ? NS : 1], sc_v[kVec ? NS : 1];
   double run[kBackwardBlock], dA_acc[kBackwardBlock];
   T decay[kBackwardBlock];
-  std::vector<T> anchors;  // h_{t-1} of the block's heads for every anchor step t (t % kAnchor == 0, t > 0)
+  // h_{t-1} of the block's heads for every anchor step t (t % kAnchor == 0, t > 0); kept by the thread between calls
+  // (1 MB per item at L = 4096: a fresh buffer each call cost its page faults and zeroing every time)
+  thread_local std::vector<T> anchors;
   for (int64_t item = i0; item < i1; ++item) {
     const int64_t b = item / (G * NB), g = (item / NB) % G, jb = item % NB;
     const int64_t hA = g * R + jb * HB, nh = std::min(HB, (g + 1) * R - hA);
-    anchors.resize(((L - 1) / kAnchor) * nh * NP);
+    if (anchors.size() < size_t(((L - 1) / kAnchor) * nh * NP)) anchors.resize(((L - 1) / kAnchor) * nh * NP);
     // Sweep 1: forward.
     for (int64_t j = 0; j < nh; ++j) load_state(st_b.data() + j * NP, h0 ? h0 + (b * H + hA + j) * NP : nullptr, P, N);
     for (int64_t t = 0; t < L; ++t) {
