@@ -1,6 +1,6 @@
 // Pieces shared by the CPU kernels (selective_scan_cpu.cpp, ssd_scan_cpu.cpp): the vector width, lane sums, denormal
-// flushing and the split of work items over threads. Each kernel includes this file into its own library; the build cache key (ssmad/ssm/cpu.py)
-// hashes the headers next to a source together with the source.
+// flushing and the split of work items over threads. Each kernel includes this file into its own library; the build
+// cache key (ssmad/ssm/cpu.py) hashes the headers next to a source together with the source.
 
 #pragma once
 
