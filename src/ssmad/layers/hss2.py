@@ -462,8 +462,7 @@ class SSD2D(nn.Module):
             xbc = rearrange(xbc, "b h w c -> b (h w) c")
         # Without autograd (and outside export) fresh activations are overwritten in place: one large allocation, and
         # its page faults, less each (at 256 px the SiLU below took 5.8 ms on fresh memory, 1 ms on reused memory).
-        grad = torch.is_grad_enabled() and (x.requires_grad or self.in_proj.weight.requires_grad)
-        inference = not grad and not is_exporting()
+        inference = not torch.is_grad_enabled() and not is_exporting()
         xbc = F.silu(xbc, inplace=inference)  # xbc is a new tensor here (cat or convolution output)
         xs, bs, cs = torch.split(xbc, [self.d_inner, self.d_state, self.d_state], dim=-1)
         if self.B_norm is not None and self.C_norm is not None:

@@ -168,6 +168,20 @@ def test_layer_kernels_agree_and_block_is_residual() -> None:
     assert torch.equal(blk(x), x)
 
 
+@pytest.mark.parametrize("d_conv", [3, 0])
+def test_inference_without_autograd_equals_the_autograd_forward(d_conv: int) -> None:
+    # without autograd the layer overwrites its fresh activations in place; the values must not change, nor the input
+    layer = _layer(d_conv=d_conv)
+    x = torch.randn(2, 4, 5, 8)
+    kept = x.clone()
+    with_grad = layer(x)
+    assert with_grad.requires_grad
+    with torch.no_grad():
+        without = layer(x)
+    torch.testing.assert_close(without, with_grad.detach(), rtol=0, atol=0)
+    assert torch.equal(x, kept)
+
+
 def test_bad_configuration_and_input() -> None:
     with pytest.raises(ConfigError, match="headdim"):
         SSD2D(8, headdim=5)
