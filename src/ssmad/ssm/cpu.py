@@ -219,6 +219,11 @@ def build_kernel(source_path: Path, extra_flags: tuple[str, ...], who: str) -> P
     return _compile(cxx, source_path, extra_flags)
 
 
+def dtype_suffix(dtype: torch.dtype) -> str:
+    """The kernels' name suffix for a compute dtype: ``f64`` for float64, else ``f32``."""
+    return "f64" if dtype == torch.float64 else "f32"
+
+
 def launch(
     lib: ctypes.CDLL, name: str, dtype: torch.dtype, n_items: int, args: tuple, updates: int, openmp_symbol: str
 ) -> None:
@@ -228,7 +233,7 @@ def launch(
     (:data:`SERIAL_UPDATES`). When the library's ``openmp_symbol`` says it was built with OpenMP, the items run in
     one OpenMP region through ``{name}_all_*``; otherwise on :func:`_run_parallel`'s thread pool.
     """
-    suffix = "f64" if dtype == torch.float64 else "f32"
+    suffix = dtype_suffix(dtype)
     if getattr(lib, openmp_symbol)():
         threads = 1 if updates < SERIAL_UPDATES else max(1, min(torch.get_num_threads(), n_items))
         getattr(lib, f"{name}_all_{suffix}")(*args, n_items, threads)

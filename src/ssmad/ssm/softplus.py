@@ -48,8 +48,7 @@ def _launch(x: Tensor, out: Tensor) -> None:
     assert lib is not None
     n = x.numel()
     threads = 1 if n < PARALLEL_VALUES else torch.get_num_threads()
-    suffix = "f64" if x.dtype == torch.float64 else "f32"
-    getattr(lib, f"ssmad_softplus_{suffix}")(x.data_ptr(), out.data_ptr(), n, threads)
+    getattr(lib, f"ssmad_softplus_{cpu.dtype_suffix(x.dtype)}")(x.data_ptr(), out.data_ptr(), n, threads)
 
 
 class _Softplus(torch.autograd.Function):

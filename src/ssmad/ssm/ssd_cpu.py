@@ -109,10 +109,6 @@ def is_available() -> bool:
     return load_library() is not None
 
 
-def _suffix(t: Tensor) -> str:
-    return "f64" if t.dtype == torch.float64 else "f32"
-
-
 def _trapezoid_inputs(lib: ctypes.CDLL, dt: Tensor, lam: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
     """The kernel's ``w`` and ``cn`` arrays for the trapezoid rule (``dt``'s dtype), or ``(None, None)``.
 
@@ -124,7 +120,7 @@ def _trapezoid_inputs(lib: ctypes.CDLL, dt: Tensor, lam: Tensor | None) -> tuple
         return None, None
     w, c_next = torch.empty_like(dt), torch.empty_like(dt)
     batch, length, heads = dt.shape
-    getattr(lib, f"ssmad_ssd_trapezoid_fwd_{_suffix(dt)}")(
+    getattr(lib, f"ssmad_ssd_trapezoid_fwd_{cpu.dtype_suffix(dt.dtype)}")(
         dt.data_ptr(), lam.data_ptr(), w.data_ptr(), c_next.data_ptr(), batch, length, heads
     )
     return w, c_next
@@ -206,7 +202,7 @@ class _SSDCpu(torch.autograd.Function):
         dlam = None
         if lam is not None:  # dw, dcn into ddt (added) and dlam
             dlam = torch.empty_like(lam)
-            getattr(lib, f"ssmad_ssd_trapezoid_bwd_{_suffix(x)}")(
+            getattr(lib, f"ssmad_ssd_trapezoid_bwd_{cpu.dtype_suffix(x.dtype)}")(
                 *map(cpu._ptr, (dt, lam, dw, dcn, ddt, dlam)), batch, length, heads
             )
         return dx, ddt, dlam, dA.sum(0), dB, dC, (None if dD is None else dD.sum(0)), dh0
