@@ -181,6 +181,11 @@ def setup(device: str | torch.device = "auto") -> torch.device:
     if not dist.is_available():  # pragma: no cover - every official build has it
         raise ConfigError("this PyTorch build has no torch.distributed; multi-process runs are not possible")
     global _OBJECT_GROUP
+    # torch.distributed.nn binds ``group.WORLD`` as a default argument when first imported; imported after the
+    # group exists, those defaults would keep the group (and gloo's threads) alive past destroy_process_group,
+    # into interpreter shutdown, where a gloo thread freeing a finished broadcast aborts the process
+    import torch.distributed.nn
+
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         dist.init_process_group(backend="nccl", device_id=dev)
@@ -204,6 +209,8 @@ def setup(device: str | torch.device = "auto") -> torch.device:
 def _teardown() -> None:
     import torch.distributed as dist
 
+    global _OBJECT_GROUP
+    _OBJECT_GROUP = None  # the last reference to the GPU runs' gloo group: destroying it stops its threads
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

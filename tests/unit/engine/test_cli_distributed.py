@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,3 +187,38 @@ def test_real_networks_get_the_global_batch_gradient(name: str, worker_env: dict
     assert result["same_keys"]
     assert result["dec"] < 1e-10
     assert result["grad"] < 1e-10
+
+
+_TEARDOWN_WORKER = """
+import os, sys
+from ssmad.engine import distributed
+
+def gloo_threads():
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    return sum(n.startswith(("pt_gloo", "gloo")) for n in names)
+
+distributed.setup("cpu")
+assert distributed.broadcast({"rank": distributed.rank()}) == {"rank": 0}
+# a module imported once the group exists (torch's FSDP / sharded-tensor imports pull this one in)
+import torch.distributed.nn.functional  # noqa: E402
+before = gloo_threads()
+distributed._teardown()
+print(f"rank {os.environ['RANK']}: gloo threads {before} -> {gloo_threads()}", flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through Linux's /proc")
+def test_teardown_stops_the_gloo_threads_before_interpreter_shutdown(
+    tmp_path: Path, worker_env: dict[str, str]
+) -> None:
+    # gloo threads still running at interpreter shutdown abort a worker now and then (a thread freeing a finished
+    # broadcast cannot take the GIL any more: "terminate called without an active exception", exit -6)
+    script = tmp_path / "worker.py"
+    script.write_text(_TEARDOWN_WORKER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    done = subprocess.run(cmd, env=worker_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = re.findall(r"rank (\d): gloo threads (\d+) -> (\d+)", done.stdout)  # both workers share stdout
+    assert sorted(rank for rank, _, _ in counts) == ["0", "1"], done.stdout
+    for rank, before, after in counts:
+        assert int(before) > 0 and int(after) == 0, f"rank {rank}: {before} -> {after}"
