@@ -33,6 +33,7 @@ from ..ssm import is_exporting, selective_scan
 from ..ssm.directional import directional_scan, fused_available
 from ..ssm.init import a_log_init, d_init, dt_bias_init, dt_weight_init_, x_proj_weight_init
 from ..ssm.softplus import softplus_
+from .dense import linear
 
 __all__ = ["DirectionalLayer", "DirectionalSSM", "check_odd_kernel", "resolve_dt_rank"]
 
@@ -173,8 +174,8 @@ class DirectionalSSM(nn.Module):
         k = index.shape[0]
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         x = x.to(dtype)
-        weight = rearrange(self.x_proj_weight.to(dtype), "k e d -> d (k e)")
-        xdbl = rearrange(torch.matmul(x, weight), "b l (k e) -> b l k e", k=k)
+        weight = rearrange(self.x_proj_weight.to(dtype), "k e d -> (k e) d")
+        xdbl = rearrange(linear(x, weight), "b l (k e) -> b l k e", k=k)
         return directional_scan(
             x,
             xdbl,
@@ -317,10 +318,10 @@ class DirectionalLayer(DirectionalSSM):
             Shape ``(batch, *S, d_model)``.
         """
         self.check_input(x)
-        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x, z = linear(x, self.in_proj.weight, self.in_proj.bias).chunk(2, dim=-1)
         y = self.scan(self.act(self.conv(x)))
         y = self.out_norm(y) * self.gate(z)
-        return self.dropout(self.out_proj(y))
+        return self.dropout(linear(y, self.out_proj.weight, self.out_proj.bias))
 
     def describe_scan(self) -> str:
         """Scan settings for :meth:`extra_repr` beyond the SSM sizes (``"name=value, "`` items; none here)."""

@@ -83,6 +83,7 @@ from ..scans import check_scan_name, direction_ids, direction_tables
 from ..ssm import backend_available, is_exporting, selective_scan, ssd_cpu, ssd_scan, ssd_scan_ref
 from ..ssm.init import inverse_softplus
 from ..ssm.softplus import softplus
+from .dense import linear
 from .droppath import DropPath
 
 __all__ = [
@@ -454,7 +455,7 @@ class SSD2D(nn.Module):
             )
         hh, ww = x.shape[1:3]
         k = int(num_directions or self.num_directions)
-        parts = torch.split(self.in_proj(x), self.split, dim=-1)
+        parts = torch.split(linear(x, self.in_proj.weight, self.in_proj.bias), self.split, dim=-1)
         z, xbc, dt = parts[0], torch.cat(parts[1:4], dim=-1), parts[4]
         if self.conv2d is not None:
             xbc = rearrange(self.conv2d(rearrange(xbc, "b h w c -> b c h w")), "b c h w -> b (h w) c")
@@ -501,7 +502,7 @@ class SSD2D(nn.Module):
             y = matrix_path(xs, dt, bs, cs, add_to=y)
         y = rearrange(y, "b (h w) n p -> b h w (n p)", h=hh)
         y = self.out_norm(y).mul_(F.silu(z)) if inference else self.out_norm(y) * F.silu(z)
-        return self.out_proj(y)
+        return linear(y, self.out_proj.weight, self.out_proj.bias)
 
     def extra_repr(self) -> str:
         """Hyper-parameters shown by ``print(module)``."""

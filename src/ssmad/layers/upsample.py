@@ -18,6 +18,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
+from .dense import linear
 
 __all__ = ["PatchExpand"]
 
@@ -56,7 +57,7 @@ class PatchExpand(nn.Module):
             raise InputError(
                 f"PatchExpand expects a channels-last map (batch, H, W, {self.in_dim}), got shape {tuple(x.shape)}"
             )
-        x = self.expand(x)
+        x = linear(x, self.expand.weight)
         x = rearrange(x, "b h w (p1 p2 c) -> b (h p1) (w p2) c", p1=self.scale, p2=self.scale)
         return self.norm(x)
 
