@@ -2,10 +2,11 @@
 
 :func:`linear` is ``F.linear``. For float32 CPU inputs with many rows it runs as a 1×1 convolution on a channels-last
 view instead, which PyTorch hands to oneDNN rather than to the BLAS behind ``F.linear``: on an AMD Zen 5 (2
-threads) the BLAS reached 100–170 GFLOP/s on these layers' shapes and oneDNN 250–360 GFLOP/s, forward and backward
-(``benchmarks/bench_dense.py`` prints the pair on any machine). The result is the same product summed in another
-order (float32 rounding only); the weight keeps ``nn.Linear``'s ``(out, in)`` layout, so checkpoints do not change.
-Everything else (float64, GPUs, small inputs, export and compiler traces, oneDNN switched off) takes ``F.linear``.
+threads) the BLAS (MKL) reached 92–168 GFLOP/s on these layers' shapes and oneDNN 100–328 GFLOP/s, forward and
+backward (``benchmarks/bench_dense.py`` prints the pair on any machine). The result is the same product summed in
+another order (float32 rounding only); the weight keeps ``nn.Linear``'s ``(out, in)`` layout, so checkpoints do not
+change. Everything else (float64, GPUs, small inputs, export and compiler traces, oneDNN switched off) takes
+``F.linear``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ def _use_onednn(x: Tensor, weight: Tensor) -> bool:
         and not torch.jit.is_scripting()
         and not torch.jit.is_tracing()
         and not is_exporting()
-        and not torch.compiler.is_compiling()
+        and not _compiling()
     )
+
+
+def _compiling() -> bool:
+    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
+    return bool(check is not None and check())
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

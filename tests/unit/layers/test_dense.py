@@ -26,8 +26,7 @@ def _grads(fn, x, w, b, g):  # type: ignore[no-untyped-def]
 def test_onednn_path_equals_f_linear(shape: tuple[int, ...], out: int, bias: bool) -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=gen, requires_grad=True)
-    w = torch.randn(out, shape[-1], generator=gen, requires_grad=True) / shape[-1] ** 0.5
-    w = w.detach().requires_grad_(True)
+    w = (torch.randn(out, shape[-1], generator=gen) / shape[-1] ** 0.5).requires_grad_(True)
     b = torch.randn(out, generator=gen, requires_grad=True) if bias else None
     assert dense._use_onednn(x, w)
     g = torch.randn(*shape[:-1], out, generator=gen)
@@ -72,12 +71,16 @@ def test_layers_use_it_and_keep_their_checkpoint_keys() -> None:
     torch.manual_seed(0)
     layer = SS2D(32, num_directions=2, scan_type="sweep", d_state=4)
     x = torch.randn(2, 16, 16, 32)
-    out = layer(x)
     saved = dense._use_onednn
+    taken: list[bool] = []
     try:
+        dense._use_onednn = lambda x, w: taken.append(saved(x, w)) or taken[-1]  # type: ignore[assignment]
+        out = layer(x)
         dense._use_onednn = lambda x, w: False  # the plain F.linear composition
         ref = layer(x)
     finally:
         dense._use_onednn = saved
+    # in_proj, out_proj and (on the fused CPU scan) x_proj, each with 512 rows: all on the oneDNN path
+    assert len(taken) >= 2 and all(taken)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     assert {"in_proj.weight", "out_proj.weight"} <= set(layer.state_dict())
