@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ssm import is_exporting
+from ..ssm import is_tracing
 
 #: Fewest rows (positions × batch) for which the 1×1-convolution path is taken (below it, its fixed cost of a few
 #: microseconds is not won back).
@@ -31,16 +31,8 @@ def _use_onednn(x: Tensor, weight: Tensor) -> bool:
         and x.numel() >= MIN_ROWS * x.shape[-1] > 0
         and torch.backends.mkldnn.is_available()
         and bool(torch.backends.mkldnn.enabled)
-        and not torch.jit.is_scripting()
-        and not torch.jit.is_tracing()
-        and not is_exporting()
-        and not _compiling()
+        and not is_tracing()
     )
-
-
-def _compiling() -> bool:
-    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
-    return bool(check is not None and check())
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -14,6 +14,7 @@ from .interface import (
     explain_backends,
     export_mode,
     is_exporting,
+    is_tracing,
     resolve_backend,
     selective_scan,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "explain_backends",
     "export_mode",
     "is_exporting",
+    "is_tracing",
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",

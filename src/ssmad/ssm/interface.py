@@ -71,6 +71,21 @@ def is_exporting() -> bool:
     return bool(compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
 
 
+def is_tracing() -> bool:
+    """Whether any graph is being recorded: :func:`is_exporting`, ``torch.compile`` or TorchScript.
+
+    The fast paths that call compiled libraries through ``ctypes`` (or choose an operator by speed) step aside then,
+    so the trace holds plain torch operators.
+    """
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
+    return (
+        is_exporting()
+        or (compiling is not None and bool(compiling()))
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+    )
+
+
 def backend_status(name: str, device: torch.device | str = "cpu") -> tuple[bool, str]:
     """Whether backend ``name`` can run on ``device`` in this environment, and why (one line).
 

@@ -29,15 +29,13 @@ PARALLEL_VALUES = 1 << 18
 
 
 def _kernel_applies(x: Tensor) -> bool:
-    from .interface import is_exporting  # here: interface imports this module's users
+    from .interface import is_tracing  # here: interface imports this module's users
 
     return (
         x.device.type == "cpu"
         and x.numel() >= KERNEL_VALUES
         and x.dtype in (torch.float32, torch.float64)
-        and not is_exporting()
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
+        and not is_tracing()
         and cpu.is_available()
     )
 

@@ -112,3 +112,22 @@ def test_torch_onnx_export_is_detected_without_export_mode():
     torch.onnx.export(Probe(), (torch.zeros(2),), io.BytesIO(), dynamo=False)
     assert seen and all(s == (True, "export") for s in seen)
     assert not is_exporting()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_is_tracing_covers_export_and_torchscript_tracing():
+    from ssmad.ssm import is_tracing
+
+    seen: list[bool] = []
+
+    def probe(x: torch.Tensor) -> torch.Tensor:
+        seen.append(is_tracing())
+        return x + 1
+
+    assert not is_tracing()
+    with export_mode():
+        assert is_tracing()
+    probe(torch.zeros(2))
+    torch.jit.trace(probe, (torch.zeros(2),), check_trace=False)
+    assert seen == [False, True]
+    assert not is_tracing()
