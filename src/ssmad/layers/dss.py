@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, InputError
 from .freqconv import FrequencyConv
 from .hss2 import HSSv2Block
-from .lss import _conv_in_silu, init_conv_fan_out_
+from .lss import _conv_in_silu, conv_branch, init_conv_fan_out_
 
 __all__ = ["DSSModule"]
 
@@ -81,12 +81,7 @@ class DSSModule(nn.Module):
         """Convolution branches on a channels-first map ``(batch, C, H, W)``; each the same shape."""
         if self.freq is not None:
             return [self.freq(x)]
-        out = []
-        for k in self.kernel_sizes:
-            y = getattr(self, f"conv1b{k}")(x)
-            y = getattr(self, f"conv{k}{k}")(y)
-            out.append(getattr(self, f"conv1a{k}")(y))
-        return out
+        return [conv_branch(self, x, k) for k in self.kernel_sizes]
 
     def forward(self, x: Tensor, num_directions: int | None = None) -> Tensor:
         """Apply the module.

@@ -32,6 +32,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..errors import ConfigError, InputError
+from ..ssm import is_exporting
 from .ss2d import HSSBlock
 
 __all__ = ["LSSModule", "init_conv_fan_out_"]
@@ -62,6 +63,21 @@ def _conv_in_silu(dim: int, kernel_size: int, depthwise: bool) -> nn.Sequential:
         bias=not depthwise,
     )
     return nn.Sequential(conv, nn.InstanceNorm2d(dim), nn.SiLU())
+
+
+def conv_branch(module: nn.Module, x: Tensor, k: int) -> Tensor:
+    """``conv1b{k}`` → ``conv{k}{k}`` → ``conv1a{k}`` of ``module`` on a channels-first map ``(batch, C, H, W)``.
+
+    On the CPU the depthwise convolution gets channels-last memory (the InstanceNorm before it returns
+    channels-first): PyTorch's gradients of a depthwise convolution are about 4× faster there (7×7, 24 channels,
+    64×64, batch 8: 5.9 against 23.4 ms; 64 channels: 12.7 against 49 ms), a copy of the map costs ~1 ms, and the
+    values are the same.
+    """
+    x = getattr(module, f"conv1b{k}")(x)
+    if x.device.type == "cpu" and not is_exporting():
+        x = x.contiguous(memory_format=torch.channels_last)
+    x = getattr(module, f"conv{k}{k}")(x)
+    return getattr(module, f"conv1a{k}")(x)
 
 
 class LSSModule(nn.Module):
@@ -106,9 +122,7 @@ class LSSModule(nn.Module):
 
     def local_branch(self, x: Tensor, k: int) -> Tensor:
         """The ``k × k`` local branch on a channels-first map ``(batch, C, H, W)``; same shape out."""
-        x = getattr(self, f"conv1b{k}")(x)
-        x = getattr(self, f"conv{k}{k}")(x)
-        return getattr(self, f"conv1a{k}")(x)
+        return conv_branch(self, x, k)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the module.

@@ -134,3 +134,25 @@ def test_kernel_size_options_and_errors():
             LSSModule(8, kernel_sizes=bad, **SMALL)
     with pytest.raises(InputError):
         m(torch.randn(1, 8, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_local_branch_gradients_equal_the_plain_composition(dtype):
+    # the branch hands its depthwise convolution channels-last memory on the CPU; values and gradients stay
+    # those of the three modules applied in turn
+    torch.manual_seed(0)
+    m = LSSModule(16, depth=1, num_directions=2, scan_type="sweep").to(dtype)
+    x = torch.randn(2, 16, 12, 20, dtype=dtype)
+    params = [p for n, p in m.named_parameters() if n.startswith(("conv1b7", "conv77", "conv1a7"))]
+    g = torch.randn(2, 16, 12, 20, dtype=dtype)
+    xa = x.clone().requires_grad_(True)
+    out = m.local_branch(xa, 7)
+    got = torch.autograd.grad(out, [xa, *params], g)
+    xb = x.clone().requires_grad_(True)
+    ref = m.conv1a7(m.conv77(m.conv1b7(xb)))
+    want = torch.autograd.grad(ref, [xb, *params], g)
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    torch.testing.assert_close(out, ref, **tol)
+    assert len(got) == len(want) == 1 + len(params) == 6
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, **tol)
