@@ -652,6 +652,8 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
         const V* Wr = &Wv[kb * R];
         const V* saved = reinterpret_cast<const V*>(ckpt) + (((b * K + k) * nblk + k0 + kb) * nch + c) * N;
         for (int64_t n = 0; n < N; ++n) hstart[n] = saved[n], g[n] = hstart[n];
+        // Pass 1, steps independent of each other: step sizes, their sigmoids, inputs and output gradients, apart
+        // from the recurrence so that these long dependency chains overlap across steps.
         for (int64_t j = 0; j < tl; ++j) {
           if (j + kRowAhead < tl) {  // this block's x, dy, dx at a position kRowAhead steps later
             const int64_t at = pos[j + kRowAhead] * Dm + d0;
@@ -660,11 +662,12 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
           const T* row = rows[j];
           V sv = bias[kb];
           for (int64_t r = 0; r < R; ++r) sv += Wr[r] * row[r];
-          const V dtv = vsoftplus(sv), uv = load_lanes<V, T>(xb + pos[j] * Dm + d0, nl), duv = dtv * uv;
-          dtv_[j] = dtv, ub[j] = uv, sigb[j] = vsigmoid(sv);
+          dtv_[j] = vsoftplus(sv), ub[j] = load_lanes<V, T>(xb + pos[j] * Dm + d0, nl), sigb[j] = vsigmoid(sv);
           dyv_[j] = load_lanes<V, T>(dyb + pos[j] * Dm + d0, nl);
-          recompute_step<V, T, NS>(g.data(), A2, dtv, duv, row + R, &hbuf[j * N], &abuf[j * N], N);
         }
+        // Pass 2: the recurrence, every state and decay kept for the reverse pass.
+        for (int64_t j = 0; j < tl; ++j)
+          recompute_step<V, T, NS>(g.data(), A2, dtv_[j], dtv_[j] * ub[j], rows[j] + R, &hbuf[j * N], &abuf[j * N], N);
         V* gk = &carry[kb * N];
         for (int64_t n = 0; n < N; ++n) g[n] = gk[n];
         V* dAk = &dAacc[kb * N];
