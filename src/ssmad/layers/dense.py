@@ -11,6 +11,8 @@ change. Everything else (float64, GPUs, small inputs, export and compiler traces
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -54,3 +56,32 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     image = rows.unsqueeze(0).unsqueeze(2).permute(0, 3, 1, 2)
     out = F.conv2d(image, weight.unsqueeze(-1).unsqueeze(-1), bias)
     return out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], weight.shape[0])
+
+
+def linear_split(x: Tensor, weight: Tensor, bias: Tensor | None, sizes: Sequence[int]) -> tuple[Tensor, ...]:
+    """``torch.split(linear(x, weight, bias), sizes, dim=-1)``, with every part contiguous on the CPU.
+
+    On the CPU each part is its own product with its rows of ``weight``: the parts come out contiguous (a split of one
+    product is a strided view, on which elementwise CPU kernels run several times slower) and their gradients need no
+    concatenation along the last axis (torch's CPU ``cat`` there copies row by row). Measured on an SS2D ``in_proj``
+    with its SiLU gate, forward + backward, batch 8: 64×64 map, 24 → 2 × 48 channels 8.5 → 5.7 ms; 64 channels
+    30.7 → 20.0 ms (medians). Elsewhere one product is split, as in the formula.
+
+    Args:
+        x: Input, shape ``(..., in)``.
+        weight: Shape ``(sum(sizes), in)``.
+        bias: Shape ``(sum(sizes),)`` or ``None``.
+        sizes: Output sizes of the parts.
+
+    Returns:
+        One tensor per size, shape ``(..., size)``.
+    """
+    if x.device.type != "cpu" or is_tracing():
+        return tuple(torch.split(linear(x, weight, bias), list(sizes), dim=-1))
+    parts = []
+    start = 0
+    for size in sizes:
+        stop = start + size
+        parts.append(linear(x, weight[start:stop], None if bias is None else bias[start:stop]))
+        start = stop
+    return tuple(parts)

@@ -33,7 +33,7 @@ from ..ssm import is_exporting, selective_scan
 from ..ssm.directional import directional_scan, fused_available
 from ..ssm.init import a_log_init, d_init, dt_bias_init, dt_weight_init_, x_proj_weight_init
 from ..ssm.softplus import softplus_
-from .dense import linear
+from .dense import linear, linear_split
 
 __all__ = ["DirectionalLayer", "DirectionalSSM", "check_odd_kernel", "resolve_dt_rank"]
 
@@ -318,7 +318,7 @@ class DirectionalLayer(DirectionalSSM):
             Shape ``(batch, *S, d_model)``.
         """
         self.check_input(x)
-        x, z = linear(x, self.in_proj.weight, self.in_proj.bias).chunk(2, dim=-1)
+        x, z = linear_split(x, self.in_proj.weight, self.in_proj.bias, (self.d_inner, self.d_inner))
         y = self.scan(self.act(self.conv(x)))
         y = self.out_norm(y) * self.gate(z)
         return self.dropout(linear(y, self.out_proj.weight, self.out_proj.bias))

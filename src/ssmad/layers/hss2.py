@@ -83,7 +83,7 @@ from ..scans import check_scan_name, direction_ids, direction_tables
 from ..ssm import backend_available, is_exporting, selective_scan, ssd_cpu, ssd_scan, ssd_scan_ref
 from ..ssm.init import inverse_softplus
 from ..ssm.softplus import softplus
-from .dense import linear
+from .dense import linear, linear_split
 from .droppath import DropPath
 
 __all__ = [
@@ -455,8 +455,10 @@ class SSD2D(nn.Module):
             )
         hh, ww = x.shape[1:3]
         k = int(num_directions or self.num_directions)
-        parts = torch.split(linear(x, self.in_proj.weight, self.in_proj.bias), self.split, dim=-1)
-        z, xbc, dt = parts[0], torch.cat(parts[1:4], dim=-1), parts[4]
+        # in_proj's outputs z | x B C | dt | (lambda) | (theta), with x B C as one part
+        sizes = [self.split[0], sum(self.split[1:4]), *self.split[4:]]
+        parts = linear_split(x, self.in_proj.weight, self.in_proj.bias, sizes)
+        z, xbc, dt = parts[0], parts[1], parts[2]
         if self.conv2d is not None:
             xbc = rearrange(self.conv2d(rearrange(xbc, "b h w c -> b c h w")), "b c h w -> b (h w) c")
         else:
@@ -464,7 +466,7 @@ class SSD2D(nn.Module):
         # Without autograd (and outside export) fresh activations are overwritten in place: one large allocation, and
         # its page faults, less each (at 256 px the SiLU below took 5.8 ms on fresh memory, 1 ms on reused memory).
         inference = not torch.is_grad_enabled() and not is_exporting()
-        xbc = F.silu(xbc, inplace=inference)  # xbc is a new tensor here (cat or convolution output)
+        xbc = F.silu(xbc, inplace=inference)  # only xbc's own elements are overwritten (a part or a conv output)
         xs, bs, cs = torch.split(xbc, [self.d_inner, self.d_state, self.d_state], dim=-1)
         if self.B_norm is not None and self.C_norm is not None:
             bs, cs = self.B_norm(bs), self.C_norm(cs)
@@ -472,7 +474,7 @@ class SSD2D(nn.Module):
         bs, cs = bs.unsqueeze(2), cs.unsqueeze(2)  # one group
         dt = softplus(rearrange(dt, "b h w n -> b (h w) n") + self.dt_bias)
         A = -torch.exp(self.A_log.float())
-        extra = 5
+        extra = 3
         lam = theta = None
         if self.trapezoid:
             lam = torch.sigmoid(rearrange(parts[extra], "b h w n -> b (h w) n"))

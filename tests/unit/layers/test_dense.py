@@ -84,3 +84,35 @@ def test_layers_use_it_and_keep_their_checkpoint_keys() -> None:
     assert len(taken) >= 2 and all(taken)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     assert {"in_proj.weight", "out_proj.weight"} <= set(layer.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("shape", "sizes", "bias"), [((8, 16, 16, 24), (48, 48), True), ((2, 300, 40), (80, 112, 4), False)]
+)
+def test_linear_split_equals_a_split_of_one_product(shape: tuple[int, ...], sizes: tuple[int, ...], bias: bool) -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=gen, requires_grad=True)
+    w = (torch.randn(sum(sizes), shape[-1], generator=gen) / shape[-1] ** 0.5).requires_grad_(True)
+    b = torch.randn(sum(sizes), generator=gen, requires_grad=True) if bias else None
+    inputs = [t for t in (x, w, b) if t is not None]
+    gs = [torch.randn(*shape[:-1], s, generator=gen) for s in sizes]
+
+    parts = dense.linear_split(x, w, b, sizes)
+    want = torch.split(F.linear(x, w, b), list(sizes), dim=-1)
+    assert [p.shape for p in parts] == [q.shape for q in want]
+    assert all(p.is_contiguous() for p in parts)  # each part its own product on the CPU
+    for p, q in zip(parts, want, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(parts, inputs, gs)
+    ref = torch.autograd.grad(want, inputs, gs)
+    for g1, g2 in zip(got, ref, strict=True):
+        torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-4 * g2.abs().max().item())
+
+
+def test_linear_split_under_export_is_one_product() -> None:
+    x = torch.randn(2, 300, 8)
+    w = torch.randn(10, 8)
+    with export_mode():
+        parts = dense.linear_split(x, w, None, (4, 6))
+    assert parts[0].data_ptr() + 4 * 4 == parts[1].data_ptr()  # views of one output, as traced graphs expect
+    torch.testing.assert_close(torch.cat(parts, -1), F.linear(x, w))
