@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..engine.optim import build_optimizer
 from ..errors import ConfigError, InputError
 from ..ssm import directional as _directional
 from ..ssm import interface as _scan_interface
@@ -259,8 +260,7 @@ def _build(name: str, encoder_name: str, size: int, encoder: nn.Module | None) -
 
 
 def _train_step(model: nn.Module, batch: int) -> Callable[[Tensor], object]:
-    params = model.trainable_parameters()  # type: ignore[operator]
-    optimizer = torch.optim.AdamW(params, lr=0.005 * batch / 16, weight_decay=1e-4)
+    optimizer = build_optimizer(model, lr=0.005 * batch / 16)  # the trainer's optimizer (ssmad.engine.optim)
 
     def step(images: Tensor) -> object:
         model.train()
