@@ -163,6 +163,36 @@ inline void adjoint_step(V* __restrict g, const V* a, const V* h, const V* hp, c
   gB = (gB4[0] + gB4[1]) + (gB4[2] + gB4[3]);
 }
 
+// Two consecutive steps of adjoint_step at once, step 1 then step 0 = the one before it (h1 = h_t, h0 = h_{t-1},
+// hm = h_{t-2}): the state h_{t-1} loaded once for both, dA updated once for both.
+template <typename V, typename T, int NS>
+inline void adjoint_pair(V* __restrict g, const V* a1, const V* h1, const V* a0, const V* h0, const V* hm, const V* Ak,
+                         const T* bt1, const T* ct1, const T* bt0, const T* ct0, V dy1, V dt1, V du1, V dy0, V dt0,
+                         V du0, V* dA, V* dB1, V* dC1, V* dB0, V* dC0, V& gB1, V& dd1, V& gB0, V& dd0,
+                         int64_t n_state) {
+  const int64_t N = NS ? NS : n_state;
+  V d1[2] = {V{}, V{}}, b1[2] = {V{}, V{}}, d0[2] = {V{}, V{}}, b0[2] = {V{}, V{}};
+#pragma GCC unroll 16
+  for (int64_t n = 0; n < N; ++n) {
+    const V hp = h0[n];
+    const V gn1 = g[n] + dy1 * ct1[n];
+    const V q1 = gn1 * a1[n] * hp;
+    const V gn0 = gn1 * a1[n] + dy0 * ct0[n];
+    const V q0 = gn0 * a0[n] * hm[n];
+    g[n] = gn0 * a0[n];
+    d1[n & 1] += q1 * Ak[n];
+    d0[n & 1] += q0 * Ak[n];
+    dA[n] += q1 * dt1 + q0 * dt0;
+    b1[n & 1] += gn1 * bt1[n];
+    b0[n & 1] += gn0 * bt0[n];
+    dB1[n] += gn1 * du1;
+    dB0[n] += gn0 * du0;
+    dC1[n] += dy1 * h1[n];
+    dC0[n] += dy0 * hp;
+  }
+  dd1 = d1[0] + d1[1], gB1 = b1[0] + b1[1], dd0 = d0[0] + d0[1], gB0 = b0[0] + b0[1];
+}
+
 struct Dims {
   int64_t batch, dim, N, L, G, chunk;
   int64_t P() const { return dim / G; }
@@ -635,26 +665,39 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
         V* dAk = &dAacc[kb * N];
         V* dWk = &dWacc[kb * R];
         V db = dbacc[kb];
-        for (int64_t j = tl - 1; j >= 0; --j) {
+        // the per-step gradients once gB and dd of step j are known
+        auto finish = [&](int64_t j, V gB, V dd) {
           const T* row = rows[j];
-          const T* bt = row + R;
-          const T* ct = row + R + N;
-          const V dyv = dyv_[j], dtv = dtv_[j], uv = ub[j], duv = dtv * uv;
-          const V* hj = &hbuf[j * N];
-          const V* hp = j > 0 ? &hbuf[(j - 1) * N] : hstart.data();
-          const V* aj = &abuf[j * N];
-          V* dBj = &dBacc[j * N];
-          V* dCj = &dCacc[j * N];
-          V gB = V{}, dd = V{};
-          adjoint_step<V, T, NS>(g.data(), aj, hj, hp, Ak, bt, ct, dyv, dtv, duv, dAk, dBj, dCj, gB, dd, N);
-          add_lanes<V, T>(dxb + pos[j] * Dm + d0, gB * dtv, nl);
-          const V ds = (dd + gB * uv) * sigb[j];
+          add_lanes<V, T>(dxb + pos[j] * Dm + d0, gB * dtv_[j], nl);
+          const V ds = (dd + gB * ub[j]) * sigb[j];
           db += ds;
           V* dRj = &dRacc[j * R];
           for (int64_t r = 0; r < R; ++r) {
             dWk[r] += ds * row[r];
             dRj[r] += ds * Wr[r];
           }
+        };
+        int64_t j = tl - 1;
+        for (; j >= 1; j -= 2) {  // steps j and j - 1
+          const T* r1 = rows[j] + R;
+          const T* r0 = rows[j - 1] + R;
+          const V dt1 = dtv_[j], dt0 = dtv_[j - 1];
+          const V* hm = j > 1 ? &hbuf[(j - 2) * N] : hstart.data();
+          V gB1, dd1, gB0, dd0;
+          adjoint_pair<V, T, NS>(g.data(), &abuf[j * N], &hbuf[j * N], &abuf[(j - 1) * N], &hbuf[(j - 1) * N], hm, Ak,
+                                 r1, r1 + N, r0, r0 + N, dyv_[j], dt1, dt1 * ub[j], dyv_[j - 1], dt0, dt0 * ub[j - 1],
+                                 dAk, &dBacc[j * N], &dCacc[j * N], &dBacc[(j - 1) * N], &dCacc[(j - 1) * N], gB1, dd1,
+                                 gB0, dd0, N);
+          finish(j, gB1, dd1);
+          finish(j - 1, gB0, dd0);
+        }
+        if (j == 0) {
+          const T* r0 = rows[0] + R;
+          const V dtv = dtv_[0];
+          V gB = V{}, dd = V{};
+          adjoint_step<V, T, NS>(g.data(), &abuf[0], &hbuf[0], hstart.data(), Ak, r0, r0 + N, dyv_[0], dtv,
+                                 dtv * ub[0], dAk, &dBacc[0], &dCacc[0], gB, dd, N);
+          finish(0, gB, dd);
         }
         dbacc[kb] = db;
         for (int64_t n = 0; n < N; ++n) gk[n] = g[n];
