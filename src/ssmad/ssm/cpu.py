@@ -48,7 +48,7 @@ SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.cpp"
 #: Time steps per chunk: the backward keeps one state per chunk and recomputes inside it.
 CHUNK = 64
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-ffp-contract=fast"]
-_ABI_VERSION = 6
+_ABI_VERSION = 7
 _OPENMP = "ssmad_scan_openmp"  # the library function: built with OpenMP?
 
 _lock = threading.Lock()
@@ -142,7 +142,7 @@ def declare_item_kernels(lib: ctypes.CDLL, signatures: dict[str, tuple[int, int]
 def _declare(lib: ctypes.CDLL) -> None:
     # (pointers, integers) per kernel
     kernels = {"ssmad_scan_fwd": (9, 8), "ssmad_scan_bwd": (15, 9), "ssmad_fused_fwd": (9, 11)}
-    declare_item_kernels(lib, {**kernels, "ssmad_fused_bwd": (13, 12)})
+    declare_item_kernels(lib, {**kernels, "ssmad_fused_bwd": (15, 12)})
     lib.ssmad_scan_abi_version.restype = ctypes.c_int
     lib.ssmad_scan_openmp.restype = ctypes.c_int
     lib.ssmad_scan_vector_bytes.restype = ctypes.c_int
@@ -448,20 +448,21 @@ class _DirectionalScan(torch.autograd.Function):
         n_blocks = math.ceil(dim / lanes)
         # items (batch element, split of the channel blocks): enough of them for every thread
         splits = max(1, min(n_blocks, math.ceil(torch.get_num_threads() / batch)))
-        dx = dy * D.sum(0) if D is not None else torch.zeros_like(x)  # the skip term; the kernel adds the scans'
+        # The kernel writes dx whole (the skip term D_sum * dy plus the scans' gradients) and, per batch element,
+        # sum_l dy * x: the gradient of D_sum (and of every D_k, since D enters as their sum).
+        d_sum = D.sum(0).contiguous() if D is not None else None
+        want_dD = D is not None and ctx.needs_input_grad[5]
+        dx = torch.empty_like(x)
         dxdbl = x.new_empty(splits, batch, length, k, rank + 2 * dstate)
         ddtw = x.new_empty(batch, k, dim, rank)
         ddtb = x.new_empty(batch, k, dim)
         dA = x.new_empty(batch, k, dim, dstate)
-        ptrs = (x, xdbl, dt_weight, dt_bias, A, index, ckpt, dy, dx, dxdbl, ddtw, ddtb, dA)
+        dD_part = x.new_empty(batch, dim) if want_dD else None
+        ptrs = (x, xdbl, dt_weight, dt_bias, A, d_sum, index, ckpt, dy, dx, dxdbl, ddtw, ddtb, dA, dD_part)
         sizes = (batch, length, dim, k, rank, dstate, xdbl.stride(0), xdbl.stride(2), xdbl.stride(1), splits)
         updates = 2 * batch * length * dim * k * dstate
         launch(lib, "ssmad_fused_bwd", x.dtype, batch * splits, (*map(_ptr, ptrs), *sizes), updates, _OPENMP)
-        dD = None
-        if D is not None and ctx.needs_input_grad[5]:
-            # D enters as sum_k D_k. (einsum("bld,bld->d") would run as `dim` batched (1 × b·l)(b·l × 1) products
-            # with a copy of every column: 0.4 s of a MambaAD training step at 256 px.)
-            dD = (dy * x).sum((0, 1)).expand(k, dim).contiguous()
+        dD = dD_part.sum(0).expand(k, dim).contiguous() if dD_part is not None else None
         return dx, dxdbl[0] if splits == 1 else dxdbl.sum(0), ddtw.sum(0), ddtb.sum(0), dA.sum(0), dD, None
 
 

@@ -530,7 +530,9 @@ void fused_range(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, c
 
 // ---------------------------------------------------------------------------------------------------------------
 // Backward of the direction-fused scan (training of SS2D and RSAL). Given dy (batch, L, D), it produces
-//   dx    (batch, L, D)        ADDED to what the caller put there (the caller writes the skip term, D_sum * dy)
+//   dx    (batch, L, D)        the skip term D_sum * dy (0 without Dsum), written while direction 0 visits the
+//                              position, plus every direction's scan gradient
+//   dD    (batch, D)           per batch element sum_p dy x (the gradient of D_sum), when dD_part is not null
 //   dxdbl (S, batch, L, K, E)  one partial per split s of the channel blocks (summed by the caller); every
 //                              (p, k) row is written once per split, so no zeroing is needed
 //   ddtw (batch, K, D, R), ddtb (batch, K, D), dA (batch, K, D, N)   per batch element, summed by the caller
@@ -556,6 +558,14 @@ inline V load_lanes(const T* src, int nl) {
 }
 
 template <typename V, typename T>
+inline void store_lanes(T* dst, V v, int nl) {
+  if (nl == (int)(sizeof(V) / sizeof(T)))
+    std::memcpy(dst, &v, sizeof(V));
+  else
+    for (int lane = 0; lane < nl; ++lane) dst[lane] = v[lane];
+}
+
+template <typename V, typename T>
 inline void add_lanes(T* dst, V v, int nl) {
   if (nl == (int)(sizeof(V) / sizeof(T))) {  // a full block: one vector load, add and store
     V d;
@@ -577,8 +587,8 @@ inline vd vsigmoid(vd s) {
 
 template <typename T, int NS>
 void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, const T* dtw, const T* dtb,
-                    const T* A, const int64_t* index, const T* ckpt, const T* dy, T* dx, T* dxdbl_part,
-                    T* ddtw_part, T* ddtb_part, T* dA_part, int64_t item) {
+                    const T* A, const T* Dsum, const int64_t* index, const T* ckpt, const T* dy, T* dx,
+                    T* dxdbl_part, T* ddtw_part, T* ddtb_part, T* dA_part, T* dD_part, int64_t item) {
   typedef typename VecTraits<T>::V V;
   constexpr int W = VecTraits<T>::W;
   const int64_t N = NS ? NS : fd.N, L = fd.L, Dm = fd.D, K = fd.K, R = fd.R, E = R + 2 * N;
@@ -592,14 +602,18 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
   T* part = dxdbl_part + (s * fd.batch + b) * L * K * E;
 
   std::vector<V> Av(nb * N), A2v(nb * N), Wv(nb * R), bias(nb), carry(nb * N);
-  std::vector<V> dAacc(nb * N), dWacc(nb * R), dbacc(nb);
+  std::vector<V> dAacc(nb * N), dWacc(nb * R), dbacc(nb), Dv(nb), dDacc(nb);
   std::vector<V> ub(TT), dtv_(TT), sigb(TT), dyv_(TT), hbuf(TT * N), abuf(TT * N), hstart(N), g(N);
   std::vector<V> dBacc(TT * N), dCacc(TT * N), dRacc(TT * R);
   std::vector<const V*> erow(E);
   std::vector<const T*> rows(TT);
   std::vector<int64_t> pos(TT);
   std::vector<int> nls(nb);
-  for (int64_t kb = 0; kb < nb; ++kb) nls[kb] = (int)std::min<int64_t>(W, Dm - (k0 + kb) * W);
+  for (int64_t kb = 0; kb < nb; ++kb) {
+    nls[kb] = (int)std::min<int64_t>(W, Dm - (k0 + kb) * W);
+    Dv[kb] = Dsum ? load_lanes<V, T>(Dsum + (k0 + kb) * W, nls[kb]) : V{};
+    dDacc[kb] = V{};
+  }
 
   for (int64_t k = 0; k < K; ++k) {
     const int64_t* order = index + k * L;
@@ -656,6 +670,10 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
           for (int64_t r = 0; r < R; ++r) sv += Wr[r] * row[r];
           dtv_[j] = vsoftplus(sv), ub[j] = load_lanes<V, T>(xb + pos[j] * Dm + d0, nl), sigb[j] = vsigmoid(sv);
           dyv_[j] = load_lanes<V, T>(dyb + pos[j] * Dm + d0, nl);
+          if (k == 0) {  // the first visit of this position: dx starts as the skip term, and D's gradient sums dy x
+            store_lanes<V, T>(dxb + pos[j] * Dm + d0, Dv[kb] * dyv_[j], nl);
+            dDacc[kb] += dyv_[j] * ub[j];
+          }
         }
         // Pass 2: the recurrence, every state and decay kept for the reverse pass.
         for (int64_t j = 0; j < tl; ++j)
@@ -725,17 +743,22 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
       }
     }
   }
+  if (dD_part)
+    for (int64_t kb = 0; kb < nb; ++kb)
+      for (int lane = 0; lane < nls[kb]; ++lane) dD_part[b * Dm + (k0 + kb) * W + lane] = dDacc[kb][lane];
 }
 
 template <typename T>
 void fused_bwd_range(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, const T* dtw, const T* dtb,
-                     const T* A, const int64_t* index, const T* ckpt, const T* dy, T* dx, T* dxdbl_part,
-                     T* ddtw_part, T* ddtb_part, T* dA_part, int64_t i0, int64_t i1) {
+                     const T* A, const T* Dsum, const int64_t* index, const T* ckpt, const T* dy, T* dx,
+                     T* dxdbl_part, T* ddtw_part, T* ddtb_part, T* dA_part, T* dD_part, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) {
     if (fd.N == 16)
-      fused_bwd_item<T, 16>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
+      fused_bwd_item<T, 16>(fd, S, x, xdbl, dtw, dtb, A, Dsum, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part,
+                            dA_part, dD_part, i);
     else
-      fused_bwd_item<T, 0>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i);
+      fused_bwd_item<T, 0>(fd, S, x, xdbl, dtw, dtb, A, Dsum, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part,
+                           dA_part, dD_part, i);
   }
 }
 
@@ -782,7 +805,7 @@ SSMAD_EXPORT int ssmad_scan_openmp() { return 1; }
 SSMAD_EXPORT int ssmad_scan_openmp() { return 0; }
 #endif
 
-SSMAD_EXPORT int ssmad_scan_abi_version() { return 6; }
+SSMAD_EXPORT int ssmad_scan_abi_version() { return 7; }
 
 // Bytes per vector: a block of channels holds this many / sizeof(T) lanes (the caller sizes its buffers by it).
 SSMAD_EXPORT int ssmad_scan_vector_bytes() { return kVecBytes; }
@@ -829,15 +852,14 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
     return 0;                                                                                                         \
   } \
   SSMAD_EXPORT int ssmad_fused_bwd_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,        \
-                                            const int64_t* index, const T* ckpt, const T* dy, T* dx,                  \
-                                            T* dxdbl_part, T* ddtw_part,                                              \
-                                            T* ddtb_part, T* dA_part, int64_t batch, int64_t L, int64_t D, int64_t K,  \
-                                            int64_t R, int64_t N, int64_t sb, int64_t sk, int64_t sl, int64_t S,     \
-                                            int64_t i0, int64_t i1) {                                                 \
+                                            const T* Dsum, const int64_t* index, const T* ckpt, const T* dy, T* dx,   \
+                                            T* dxdbl_part, T* ddtw_part, T* ddtb_part, T* dA_part, T* dD_part,        \
+                                            int64_t batch, int64_t L, int64_t D, int64_t K, int64_t R, int64_t N,     \
+                                            int64_t sb, int64_t sk, int64_t sl, int64_t S, int64_t i0, int64_t i1) {  \
     DenormalGuard guard;                                                                                              \
     FusedDims fd{batch, L, D, K, R, N, sb, sk, sl};                                                                   \
-    fused_bwd_range<T>(fd, S, x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part, i0,  \
-                       i1);                                                                                          \
+    fused_bwd_range<T>(fd, S, x, xdbl, dtw, dtb, A, Dsum, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part,      \
+                       dA_part, dD_part, i0, i1);                                                                     \
     return 0;                                                                                                         \
   }
 
@@ -873,13 +895,14 @@ SSMAD_EXPORT int ssmad_scan_lanes(int is_double) { return is_double ? VecTraits<
     return 0;                                                                                                         \
   }                                                                                                                   \
   SSMAD_EXPORT int ssmad_fused_bwd_all_##SUFFIX(const T* x, const T* xdbl, const T* dtw, const T* dtb, const T* A,    \
-                                                const int64_t* index, const T* ckpt, const T* dy, T* dx,              \
-                                                T* dxdbl_part, T* ddtw_part, T* ddtb_part, T* dA_part, int64_t batch, \
-                                                int64_t L, int64_t D, int64_t K, int64_t R, int64_t N, int64_t sb,    \
-                                                int64_t sk, int64_t sl, int64_t S, int64_t items, int64_t threads) {  \
+                                                const T* Dsum, const int64_t* index, const T* ckpt, const T* dy,      \
+                                                T* dx, T* dxdbl_part, T* ddtw_part, T* ddtb_part, T* dA_part,         \
+                                                T* dD_part, int64_t batch, int64_t L, int64_t D, int64_t K,           \
+                                                int64_t R, int64_t N, int64_t sb, int64_t sk, int64_t sl, int64_t S,  \
+                                                int64_t items, int64_t threads) {                                     \
     run_items(items, threads, [&](int64_t i0, int64_t i1) {                                                           \
-      ssmad_fused_bwd_##SUFFIX(x, xdbl, dtw, dtb, A, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part, dA_part,  \
-                               batch, L, D, K, R, N, sb, sk, sl, S, i0, i1);                                          \
+      ssmad_fused_bwd_##SUFFIX(x, xdbl, dtw, dtb, A, Dsum, index, ckpt, dy, dx, dxdbl_part, ddtw_part, ddtb_part,     \
+                               dA_part, dD_part, batch, L, D, K, R, N, sb, sk, sl, S, i0, i1);                        \
     });                                                                                                               \
     return 0;                                                                                                         \
   }
