@@ -1,0 +1,119 @@
+"""MambaAD's CPU training paths against the plain PyTorch compositions they replace, side by side in one run.
+
+* ``instance_norm_silu``: the compiled InstanceNorm + SiLU kernel on channels-last maps (``layers.norm_act``)
+  against ``F.silu(F.instance_norm(x))``, at the local branches' shapes (lite0 and ResNet34 features, batch 8);
+* ``linear_split``: ``in_proj`` as one product per output part (``layers.dense.linear_split``) against one product
+  split with ``chunk``, each followed by SS2D's use of the parts (``x`` kept, ``z`` through the SiLU gate);
+* AdamW: ``engine.optim.build_optimizer`` (PyTorch's fused kernel where it exists) against the per-tensor loop,
+  on MambaAD's trainable parameters (EfficientNet-lite0 features).
+
+Forward + backward, alternating the two in every round; prints the median of each and their ratio.
+
+Usage: python benchmarks/bench_layer_paths.py [--repeats 15] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import ssmad.cli  # noqa: F401  (before torch loads: the OpenMP spin count the ssmad command uses)
+
+#: (batch, channels, map side) of the local branches' InstanceNorm inputs.
+NORM_SHAPES = [(8, 24, 64), (8, 40, 32), (8, 112, 16), (8, 64, 64), (8, 128, 32), (8, 256, 16)]
+#: (batch, map side, d_model) of SS2D's in_proj (output 2 × 2 · d_model).
+PROJ_SHAPES = [(8, 64, 24), (8, 32, 40), (8, 16, 112), (8, 64, 64), (8, 32, 128)]
+
+
+def _alternate(fns: dict, repeats: int) -> dict[str, float]:
+    for fn in fns.values():
+        fn()  # warm-up (and the kernel's first build)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats):
+        for name, fn in fns.items() if r % 2 == 0 else reversed(list(fns.items())):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def _row(label: str, med: dict[str, float], new: str, old: str) -> None:
+    print(f"{label:>28}  {med[old] * 1e3:9.2f}  {med[new] * 1e3:9.2f}  {med[new] / med[old]:5.2f}")
+
+
+def main() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from ssmad.bench.mambaad import _build
+    from ssmad.encoders import TimmEncoder
+    from ssmad.engine.optim import build_optimizer
+    from ssmad.layers import dense, norm_act
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"{torch.get_num_threads()} threads, float32, medians of {args.repeats} alternating rounds (ms)")
+
+    print(f"\nInstanceNorm + SiLU, forward + backward (kernel built: {norm_act.load_library() is not None})")
+    print(f"{'batch, channels, side':>28}  {'torch':>9}  {'kernel':>9}  ratio")
+    for b, c, s in NORM_SHAPES:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(b, c, s, s, generator=gen).contiguous(memory_format=torch.channels_last)
+        g = torch.randn(b, c, s, s, generator=gen).contiguous(memory_format=torch.channels_last)
+
+        def run(fn, x=x, g=g):  # type: ignore[no-untyped-def]
+            xi = x.detach().requires_grad_(True)
+            torch.autograd.grad(fn(xi), (xi,), g)
+
+        med = _alternate(
+            {
+                "torch": lambda run=run: run(lambda t: F.silu(F.instance_norm(t))),
+                "kernel": lambda run=run: run(norm_act.instance_norm_silu),
+            },
+            args.repeats,
+        )
+        _row(f"{b}, {c}, {s}", med, "kernel", "torch")
+
+    print("\nin_proj and its parts (x kept, SiLU(z) gate), forward + backward")
+    print(f"{'batch, side, d_model':>28}  {'chunk':>9}  {'split':>9}  ratio")
+    for b, s, d in PROJ_SHAPES:
+        gen = torch.Generator().manual_seed(0)
+        inner = 2 * d
+        x = torch.randn(b, s, s, d, generator=gen)
+        w = (torch.randn(2 * inner, d, generator=gen) / d**0.5).requires_grad_(True)
+        gy = torch.randn(b, s, s, inner, generator=gen)
+
+        def chunked(x=x, w=w, gy=gy, inner=inner):  # type: ignore[no-untyped-def]
+            xi = x.detach().requires_grad_(True)
+            u, z = dense.linear(xi, w).chunk(2, dim=-1)
+            torch.autograd.grad(u * 2 + F.silu(z) * gy, (xi, w), gy)
+
+        def split(x=x, w=w, gy=gy, inner=inner):  # type: ignore[no-untyped-def]
+            xi = x.detach().requires_grad_(True)
+            u, z = dense.linear_split(xi, w, None, (inner, inner))
+            torch.autograd.grad(u * 2 + F.silu(z) * gy, (xi, w), gy)
+
+        _row(f"{b}, {s}, {d}", _alternate({"chunk": chunked, "split": split}, args.repeats), "split", "chunk")
+
+    print("\nAdamW step on MambaAD's trainable parameters (tf_efficientnet_lite0 features)")
+    model = _build("mambaad", "tf_efficientnet_lite0", 256, TimmEncoder("tf_efficientnet_lite0", pretrained=False))
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    ours = build_optimizer(model, lr=1e-3)
+    loop = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4, foreach=False)
+    print(
+        f"{len(params)} tensors, {sum(p.numel() for p in params) / 1e6:.2f} M values; "
+        f"build_optimizer uses the fused kernel: {bool(ours.defaults.get('fused'))}"
+    )
+    print(f"{'':>28}  {'loop':>9}  {'ours':>9}  ratio")
+    _row("one step", _alternate({"loop": loop.step, "ours": ours.step}, args.repeats), "ours", "loop")
+
+
+if __name__ == "__main__":
+    main()
