@@ -202,6 +202,18 @@ inline void sum_lanes_n(const V* const* v, int64_t count, T* out) {
   for (; i0 < count; ++i0) out[i0] = sum_one(*v[i0]);
 }
 
+// The same for `count` consecutive vectors v[0 .. count) (no table of pointers).
+template <typename V, typename T>
+inline void sum_lanes_run(const V* v, int64_t count, T* out) {
+  constexpr int W = int(sizeof(V) / sizeof(T));
+  int64_t i = 0;
+  for (; i + W <= count; i += W) {
+    const V s = sum_lanes(v + i);
+    std::memcpy(out + i, &s, sizeof(V));
+  }
+  for (; i < count; ++i) out[i] = sum_one(v[i]);
+}
+
 // Flush denormals to zero (and read them as zero) for the duration of a kernel call, restoring the caller's mode.
 // Decaying states underflow into the denormal range in long sequences, where x86 arithmetic on them is ~100x
 // slower; values below 1e-38 make no difference to any output.

@@ -38,6 +38,7 @@ using ssmad_kernels::kLog2e;
 using ssmad_kernels::vexp2;
 using ssmad_kernels::kVecBytes;
 using ssmad_kernels::sum_lanes_n;
+using ssmad_kernels::sum_lanes_run;
 using ssmad_kernels::run_items;
 
 template <typename T>
@@ -605,7 +606,6 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
   std::vector<V> dAacc(nb * N), dWacc(nb * R), dbacc(nb), Dv(nb), dDacc(nb);
   std::vector<V> ub(TT), dtv_(TT), sigb(TT), dyv_(TT), hbuf(TT * N), abuf(TT * N), hstart(N), g(N);
   std::vector<V> dBacc(TT * N), dCacc(TT * N), dRacc(TT * R);
-  std::vector<const V*> erow(E);
   std::vector<const T*> rows(TT);
   std::vector<int64_t> pos(TT);
   std::vector<int> nls(nb);
@@ -720,16 +720,18 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
         dbacc[kb] = db;
         for (int64_t n = 0; n < N; ++n) gk[n] = g[n];
       }
-      // Channel sums of this chunk: the gradients of the direction's [dts | B | C] rows.
-      // (sum_lanes_n: W vectors' lane sums at once, log2(W) shuffle-adds, instead of W - 1 scalar adds for each)
+      // Channel sums of this chunk: the gradients of the direction's [dts | B | C] rows, each part from its run of
+      // consecutive accumulators (sum_lanes_run: W vectors' lane sums at once, log2(W) shuffle-adds, instead of W - 1
+      // scalar adds for each).
       for (int64_t j = 0; j < tl; ++j) {
         if (j + 4 < tl) {  // the output row written 4 steps later (rows follow the curve through memory)
           const T* ahead = part + (pos[j + 4] * K + k) * E;
           __builtin_prefetch(ahead, 1), __builtin_prefetch(ahead + E - 1, 1);
         }
-        for (int64_t r = 0; r < R; ++r) erow[r] = &dRacc[j * R + r];
-        for (int64_t n = 0; n < N; ++n) erow[R + n] = &dBacc[j * N + n], erow[R + N + n] = &dCacc[j * N + n];
-        sum_lanes_n(erow.data(), E, part + (pos[j] * K + k) * E);
+        T* out = part + (pos[j] * K + k) * E;
+        sum_lanes_run(&dRacc[j * R], R, out);
+        sum_lanes_run(&dBacc[j * N], N, out + R);
+        sum_lanes_run(&dCacc[j * N], N, out + R + N);
       }
     }
 
