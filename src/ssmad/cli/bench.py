@@ -33,8 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     mad.add_argument("--batch", type=int, default=8, help="images per batch (default 8)")
     mad.add_argument("--size", type=int, default=256, help="square input size, a multiple of 32 (default 256)")
     mad.add_argument("--encoder", default="resnet34", help="timm encoder shared by all models (default resnet34)")
-    mad.add_argument("--repeats", type=int, default=2, help="timed inference rounds after a warm-up (min is kept)")
-    mad.add_argument("--train-repeats", type=int, default=1, help="timed training-step rounds (0: skip training)")
+    mad.add_argument(
+        "--repeats", type=int, default=3, help="timed inference rounds after a warm-up (min is kept; default 3)"
+    )
+    mad.add_argument(
+        "--train-repeats",
+        type=int,
+        default=3,
+        help="timed training-step rounds, models interleaved in each (min is kept; 0: skip training; default 3)",
+    )
     mad.add_argument(
         "--models",
         default="mambaad,mambaadv2,rd4ad",
