@@ -2,6 +2,8 @@
 
 * ``instance_norm_silu``: the compiled InstanceNorm + SiLU kernel on channels-last maps (``layers.norm_act``)
   against ``F.silu(F.instance_norm(x))``, at the local branches' shapes (lite0 and ResNet34 features, batch 8);
+* ``layer_norm_silu_gate``: SS2D's ``out_norm(y) * silu(z)`` as one kernel (``layers.norm_act``) against the
+  composition, at the decoder stages' shapes;
 * ``linear_split``: ``in_proj`` as one product per output part (``layers.dense.linear_split``) against one product
   split with ``chunk``, each followed by SS2D's use of the parts (``x`` kept, ``z`` through the SiLU gate);
 * AdamW: ``engine.optim.build_optimizer`` (PyTorch's fused kernel where it exists) against the per-tensor loop,
@@ -78,6 +80,29 @@ def main() -> None:
             args.repeats,
         )
         _row(f"{b}, {c}, {s}", med, "kernel", "torch")
+
+    print("\nLayerNorm(y) * SiLU(z), forward + backward (gradients of y, z, weight and bias)")
+    print(f"{'batch, side, channels':>28}  {'torch':>9}  {'kernel':>9}  ratio")
+    for b, s, d in PROJ_SHAPES:
+        gen = torch.Generator().manual_seed(0)
+        c = 2 * d
+        tensors = [torch.randn(b, s, s, c, generator=gen) for _ in range(3)] + [
+            torch.randn(c, generator=gen) for _ in range(2)
+        ]
+
+        def gate(fn, tensors=tensors):  # type: ignore[no-untyped-def]
+            y, z, g, w, bias = tensors
+            leaves = [t.detach().requires_grad_(True) for t in (y, z, w, bias)]
+            torch.autograd.grad(fn(*leaves), leaves, g)
+
+        med = _alternate(
+            {
+                "torch": lambda gate=gate: gate(lambda y, z, w, bb: F.layer_norm(y, (y.shape[-1],), w, bb) * F.silu(z)),
+                "kernel": lambda gate=gate: gate(norm_act.layer_norm_silu_gate),
+            },
+            args.repeats,
+        )
+        _row(f"{b}, {s}, {c}", med, "kernel", "torch")
 
     print("\nin_proj and its parts (x kept, SiLU(z) gate), forward + backward")
     print(f"{'batch, side, d_model':>28}  {'chunk':>9}  {'split':>9}  ratio")

@@ -34,6 +34,7 @@ from ..ssm.directional import directional_scan, fused_available
 from ..ssm.init import a_log_init, d_init, dt_bias_init, dt_weight_init_, x_proj_weight_init
 from ..ssm.softplus import softplus_
 from .dense import linear, linear_split
+from .norm_act import layer_norm_silu_gate
 
 __all__ = ["DirectionalLayer", "DirectionalSSM", "check_odd_kernel", "resolve_dt_rank"]
 
@@ -320,7 +321,18 @@ class DirectionalLayer(DirectionalSSM):
         self.check_input(x)
         x, z = linear_split(x, self.in_proj.weight, self.in_proj.bias, (self.d_inner, self.d_inner))
         y = self.scan(self.act(self.conv(x)))
-        y = self.out_norm(y) * self.gate(z)
+        norm = self.out_norm
+        if (
+            self.gate is F.silu
+            and isinstance(norm, nn.LayerNorm)
+            and len(norm.normalized_shape) == 1
+            and norm.weight is not None
+            and norm.bias is not None
+        ):
+            # out_norm(y) * silu(z), as one kernel on float32 CPU tensors (the same composition elsewhere)
+            y = layer_norm_silu_gate(y, z, norm.weight, norm.bias, norm.eps)
+        else:
+            y = norm(y) * self.gate(z)
         return self.dropout(linear(y, self.out_proj.weight, self.out_proj.bias))
 
     def describe_scan(self) -> str:

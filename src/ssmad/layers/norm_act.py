@@ -1,12 +1,16 @@
-"""``SiLU(InstanceNorm(x))`` on channels-last CPU maps, with a compiled kernel for both directions.
+"""Normalisation + activation pairs of MambaAD's layers, with a compiled CPU kernel for both directions.
 
-MambaAD's local branches apply ``Conv → InstanceNorm2d → SiLU`` three times per kernel size. PyTorch's CPU instance
-norm runs as a batch norm on a ``(1, batch · C, H, W)`` reshape, which turns a channels-last map (what the
-convolutions there produce fastest, see :func:`ssmad.layers.lss.conv_branch`) into a channels-first copy, and back in
-the backward; the SiLU and its backward are two more passes. :func:`instance_norm_silu` does the pair in two passes
-over channels-last memory each way (``instance_norm_silu_cpu.cpp`` beside the other CPU kernels, compiled on first
-use like them), and is ``F.silu(F.instance_norm(x, eps=eps))`` (the oracle) everywhere else: other devices and
-dtypes, channels-first inputs, export and compiler traces, no compiler, a kernel library built without OpenMP.
+* :func:`instance_norm_silu`: ``SiLU(InstanceNorm(x))`` on channels-last maps. MambaAD's local branches apply
+  ``Conv → InstanceNorm2d → SiLU`` three times per kernel size. PyTorch's CPU instance norm runs as a batch norm on a
+  ``(1, batch · C, H, W)`` reshape, which turns a channels-last map (what the convolutions there produce fastest, see
+  :func:`ssmad.layers.lss.conv_branch`) into a channels-first copy, and back in the backward; the SiLU and its
+  backward are two more passes.
+* :func:`layer_norm_silu_gate`: ``LayerNorm(y) · SiLU(z)``, SS2D's ``out_norm(y) * silu(z)`` (five passes forward
+  and backward in PyTorch: the norm, the SiLU, the product and their backwards).
+
+The kernels (``norm_act_cpu.cpp`` beside the other CPU kernels, compiled on first use like them) do each pair in one
+or two passes over memory each way; everywhere else the functions are the PyTorch compositions (the oracles): other
+devices and dtypes, other layouts, export and compiler traces, no compiler, a kernel library built without OpenMP.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from torch import Tensor
 from ..ssm import cpu as _cpu_kernels
 from ..ssm import is_tracing
 
-__all__ = ["instance_norm_silu", "instance_norm_silu_available"]
+__all__ = ["instance_norm_silu", "instance_norm_silu_available", "layer_norm_silu_gate"]
 
-SOURCE = Path(_cpu_kernels.__file__).parent / "csrc" / "instance_norm_silu_cpu.cpp"
-_ABI_VERSION = 2
+SOURCE = Path(_cpu_kernels.__file__).parent / "csrc" / "norm_act_cpu.cpp"
+_ABI_VERSION = 3
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _load_failed: str | None = None
@@ -35,7 +39,16 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i = ctypes.c_void_p, ctypes.c_int64
     lib.ssmad_in_silu_fwd_f32.argtypes = [p, p, p, p, i, i, i, ctypes.c_double, i]
     lib.ssmad_in_silu_bwd_f32.argtypes = [p, p, p, p, p, i, i, i, i]
-    for fn in (lib.ssmad_in_silu_fwd_f32, lib.ssmad_in_silu_bwd_f32, lib.ssmad_norm_abi_version, lib.ssmad_norm_openmp):
+    lib.ssmad_ln_gate_fwd_f32.argtypes = [p, p, p, p, p, p, p, i, i, ctypes.c_double, i]
+    lib.ssmad_ln_gate_bwd_f32.argtypes = [p, p, p, p, p, p, p, p, p, p, p, i, i, i]
+    for fn in (
+        lib.ssmad_in_silu_fwd_f32,
+        lib.ssmad_in_silu_bwd_f32,
+        lib.ssmad_ln_gate_fwd_f32,
+        lib.ssmad_ln_gate_bwd_f32,
+        lib.ssmad_norm_abi_version,
+        lib.ssmad_norm_openmp,
+    ):
         fn.restype = ctypes.c_int
 
 
@@ -47,11 +60,11 @@ def load_library() -> ctypes.CDLL | None:
     with _lock:
         if _lib is None and _load_failed is None:
             _lib, _load_failed = _cpu_kernels.open_library(
-                lambda: _cpu_kernels.build_kernel(SOURCE, (), "instance_norm_silu"),
+                lambda: _cpu_kernels.build_kernel(SOURCE, (), "norm_act"),
                 _declare,
                 "ssmad_norm_abi_version",
                 _ABI_VERSION,
-                "instance_norm_silu",
+                "norm_act",
             )
     return _lib
 
@@ -60,19 +73,17 @@ def _threads(lib: ctypes.CDLL) -> int:
     return torch.get_num_threads() if lib.ssmad_norm_openmp() else 1
 
 
-def instance_norm_silu_available(x: Tensor) -> bool:
-    """Whether :func:`instance_norm_silu` takes the compiled kernel for ``x``."""
-    if not (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.dim() == 4
-        and x.numel() > 0
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not is_tracing()
-    ):
+def _kernel_usable(*tensors: Tensor) -> bool:
+    """float32 CPU tensors outside traces, and a kernel library that runs on torch's threads (or one thread)."""
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors) or is_tracing():
         return False
     lib = load_library()
     return lib is not None and (lib.ssmad_norm_openmp() == 1 or torch.get_num_threads() == 1)
+
+
+def instance_norm_silu_available(x: Tensor) -> bool:
+    """Whether :func:`instance_norm_silu` takes the compiled kernel for ``x``."""
+    return x.dim() == 4 and x.numel() > 0 and x.is_contiguous(memory_format=torch.channels_last) and _kernel_usable(x)
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -134,3 +145,67 @@ def instance_norm_silu(x: Tensor, eps: float = 1e-5) -> Tensor:
     if instance_norm_silu_available(x):
         return _InstanceNormSiLU.apply(x, eps)  # type: ignore[no-any-return]
     return F.silu(F.instance_norm(x, eps=eps))
+
+
+class _LayerNormSiLUGate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y: Tensor, z: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        c = y.shape[-1]
+        rows = y.numel() // c
+        out = torch.empty_like(y)
+        mean = y.new_empty(rows)
+        rstd = y.new_empty(rows)
+        w, b = weight.contiguous(), bias.contiguous()
+        lib.ssmad_ln_gate_fwd_f32(
+            y.data_ptr(), z.data_ptr(), w.data_ptr(), b.data_ptr(), out.data_ptr(), mean.data_ptr(), rstd.data_ptr(),
+            rows, c, float(eps), _threads(lib),
+        )  # fmt: skip
+        ctx.save_for_backward(y, z, w, b, mean, rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, None]:  # type: ignore[override]
+        lib = load_library()
+        assert lib is not None
+        y, z, w, b, mean, rstd = ctx.saved_tensors
+        c = y.shape[-1]
+        rows = y.numel() // c
+        dout = dout.contiguous()
+        dy = torch.empty_like(y)
+        dz = torch.empty_like(z)
+        items = -(-rows // 64)  # kRows in the kernel
+        dw_part = y.new_empty(items, c)
+        db_part = y.new_empty(items, c)
+        lib.ssmad_ln_gate_bwd_f32(
+            y.data_ptr(), z.data_ptr(), w.data_ptr(), b.data_ptr(), mean.data_ptr(), rstd.data_ptr(), dout.data_ptr(),
+            dy.data_ptr(), dz.data_ptr(), dw_part.data_ptr(), db_part.data_ptr(), rows, c, _threads(lib),
+        )  # fmt: skip
+        return dy, dz, dw_part.sum(0), db_part.sum(0), None
+
+
+def layer_norm_silu_gate(y: Tensor, z: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    """``F.layer_norm(y, (C,), weight, bias, eps) * F.silu(z)``: SS2D's normalised scan output times its gate.
+
+    Args:
+        y: Normalised over the last axis, shape ``(..., C)``.
+        z: Gate before its SiLU, the same shape.
+        weight: LayerNorm weight, shape ``(C,)``.
+        bias: LayerNorm bias, shape ``(C,)``.
+        eps: Added to the (biased) variance.
+
+    Returns:
+        Shape ``(..., C)``. Contiguous float32 CPU ``y`` and ``z`` take the compiled kernel.
+    """
+    c = y.shape[-1]
+    if (
+        y.shape == z.shape
+        and y.numel() > 0
+        and weight.shape == bias.shape == (c,)
+        and y.is_contiguous()
+        and z.is_contiguous()
+        and _kernel_usable(y, z, weight, bias)
+    ):
+        return _LayerNormSiLUGate.apply(y, z, weight, bias, eps)  # type: ignore[no-any-return]
+    return F.layer_norm(y, (c,), weight, bias, eps) * F.silu(z)

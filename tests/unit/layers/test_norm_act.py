@@ -78,3 +78,73 @@ def test_fallbacks_are_the_torch_pair_exactly(case: str) -> None:
         assert not norm_act.instance_norm_silu_available(x)
         y = norm_act.instance_norm_silu(x)
     assert torch.equal(y, _torch_pair(x))
+
+
+def _ln_gate_torch(y, z, w, b, eps=1e-5):  # type: ignore[no-untyped-def]
+    return F.layer_norm(y, (y.shape[-1],), w, b, eps) * F.silu(z)
+
+
+def _ln_gate_case(shape: tuple[int, ...], seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    c = shape[-1]
+    y = torch.randn(*shape, generator=gen) * 2 + 0.5
+    z = torch.randn(*shape, generator=gen) * 2
+    return [y, z, torch.randn(c, generator=gen), torch.randn(c, generator=gen)]
+
+
+def _ln_gate_grads(fn, inputs, g):  # type: ignore[no-untyped-def]
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    out = fn(*leaves)
+    return out, torch.autograd.grad(out, leaves, g)
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(8, 16, 16, 48), (2, 9, 13, 80), (3, 5, 20), (1, 4, 4, 224), (300, 7)])
+def test_layer_norm_silu_gate_kernel_equals_the_composition(shape: tuple[int, ...]) -> None:
+    inputs = _ln_gate_case(shape)
+    g = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
+    out, grads = _ln_gate_grads(norm_act.layer_norm_silu_gate, inputs, g)
+    want, want_grads = _ln_gate_grads(_ln_gate_torch, [t.double() for t in inputs], g.double())  # float64 oracle
+    assert out.dtype == torch.float32 and out.shape == want.shape
+    torch.testing.assert_close(out.double(), want, rtol=0, atol=2e-6 * want.abs().max().item())
+    for got, ref in zip(grads, want_grads, strict=True):  # y, z, weight, bias
+        torch.testing.assert_close(got.double(), ref, rtol=0, atol=2e-6 * ref.abs().max().item())
+
+
+@pytest.mark.parametrize("case", ["float64", "strided_gate", "export"])
+def test_layer_norm_silu_gate_fallbacks_are_the_composition_exactly(case: str) -> None:
+    y, z, w, b = _ln_gate_case((2, 6, 6, 24), seed=3)
+    if case == "float64":
+        y, z, w, b = (t.double() for t in (y, z, w, b))
+    if case == "strided_gate":
+        z = torch.cat([z, z], dim=-1)[..., :24]  # a view with a row stride of 48
+    if case == "export":
+        with export_mode():
+            out = norm_act.layer_norm_silu_gate(y, z, w, b)
+    else:
+        out = norm_act.layer_norm_silu_gate(y, z, w, b)
+    assert torch.equal(out, _ln_gate_torch(y, z, w, b))
+
+
+@needs_kernel
+def test_ss2d_takes_the_gate_kernel_and_keeps_its_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssmad.layers import SS2D
+
+    torch.manual_seed(0)
+    layer = SS2D(12, num_directions=4, d_state=4, scan_type="hilbert")
+    x = torch.randn(2, 6, 7, 12)
+    g = torch.randn(2, 6, 7, 12)
+    calls = []
+    real = norm_act._LayerNormSiLUGate.apply
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(norm_act._LayerNormSiLUGate, "apply", spy)
+    out, grads = _ln_gate_grads(lambda t: layer(t), [x], g)
+    assert calls, "SS2D did not take the LayerNorm x SiLU gate kernel"
+    monkeypatch.setattr(norm_act, "_kernel_usable", lambda *tensors: False)
+    want, want_grads = _ln_gate_grads(lambda t: layer(t), [x], g)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0], want_grads[0], rtol=1e-4, atol=1e-5)
