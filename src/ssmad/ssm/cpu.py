@@ -448,11 +448,11 @@ class _DirectionalScan(torch.autograd.Function):
         n_blocks = math.ceil(dim / lanes)
         # items (batch element, split of the channel blocks): enough of them for every thread
         splits = max(1, min(n_blocks, math.ceil(torch.get_num_threads() / batch)))
-        # The kernel writes dx whole (the skip term D_sum * dy plus the scans' gradients) and, per batch element,
+        # The kernel adds to dx the skip term D_sum * dy and the scans' gradients and writes, per batch element,
         # sum_l dy * x: the gradient of D_sum (and of every D_k, since D enters as their sum).
         d_sum = D.sum(0).contiguous() if D is not None else None
         want_dD = D is not None and ctx.needs_input_grad[5]
-        dx = torch.empty_like(x)
+        dx = torch.zeros_like(x)
         dxdbl = x.new_empty(splits, batch, length, k, rank + 2 * dstate)
         ddtw = x.new_empty(batch, k, dim, rank)
         ddtb = x.new_empty(batch, k, dim)

@@ -531,8 +531,8 @@ void fused_range(const FusedDims& fd, const T* x, const T* xdbl, const T* dtw, c
 
 // ---------------------------------------------------------------------------------------------------------------
 // Backward of the direction-fused scan (training of SS2D and RSAL). Given dy (batch, L, D), it produces
-//   dx    (batch, L, D)        the skip term D_sum * dy (0 without Dsum), written while direction 0 visits the
-//                              position, plus every direction's scan gradient
+//   dx    (batch, L, D)        ADDED to what the caller put there (zeros): the skip term D_sum * dy (none without
+//                              Dsum), added while direction 0 visits the position, and every direction's gradient
 //   dD    (batch, D)           per batch element sum_p dy x (the gradient of D_sum), when dD_part is not null
 //   dxdbl (S, batch, L, K, E)  one partial per split s of the channel blocks (summed by the caller); every
 //                              (p, k) row is written once per split, so no zeroing is needed
@@ -556,14 +556,6 @@ inline V load_lanes(const T* src, int nl) {
   else
     for (int lane = 0; lane < nl; ++lane) v[lane] = src[lane];
   return v;
-}
-
-template <typename V, typename T>
-inline void store_lanes(T* dst, V v, int nl) {
-  if (nl == (int)(sizeof(V) / sizeof(T)))
-    std::memcpy(dst, &v, sizeof(V));
-  else
-    for (int lane = 0; lane < nl; ++lane) dst[lane] = v[lane];
 }
 
 template <typename V, typename T>
@@ -670,8 +662,8 @@ void fused_bwd_item(const FusedDims& fd, int64_t S, const T* x, const T* xdbl, c
           for (int64_t r = 0; r < R; ++r) sv += Wr[r] * row[r];
           dtv_[j] = vsoftplus(sv), ub[j] = load_lanes<V, T>(xb + pos[j] * Dm + d0, nl), sigb[j] = vsigmoid(sv);
           dyv_[j] = load_lanes<V, T>(dyb + pos[j] * Dm + d0, nl);
-          if (k == 0) {  // the first visit of this position: dx starts as the skip term, and D's gradient sums dy x
-            store_lanes<V, T>(dxb + pos[j] * Dm + d0, Dv[kb] * dyv_[j], nl);
+          if (k == 0) {  // direction 0's visit of this position: the skip term, and D's gradient sums dy x
+            add_lanes<V, T>(dxb + pos[j] * Dm + d0, Dv[kb] * dyv_[j], nl);
             dDacc[kb] += dyv_[j] * ub[j];
           }
         }
