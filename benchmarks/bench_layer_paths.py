@@ -61,48 +61,36 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"{torch.get_num_threads()} threads, float32, medians of {args.repeats} alternating rounds (ms)")
 
+    def compare(label: str, old: str, new: str, fns: dict, inputs: list, grad) -> None:  # type: ignore[no-untyped-def]
+        """Forward + backward of each of ``fns`` (name -> function of ``inputs``), alternating; one table row."""
+
+        def fwd_bwd(fn):  # type: ignore[no-untyped-def]
+            leaves = [t.detach().requires_grad_(True) for t in inputs]
+            torch.autograd.grad(fn(*leaves), leaves, grad)
+
+        _row(label, _alternate({name: lambda fn=fn: fwd_bwd(fn) for name, fn in fns.items()}, args.repeats), new, old)
+
     print(f"\nInstanceNorm + SiLU, forward + backward (kernel built: {norm_act.load_library() is not None})")
     print(f"{'batch, channels, side':>28}  {'torch':>9}  {'kernel':>9}  ratio")
     for b, c, s in NORM_SHAPES:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(b, c, s, s, generator=gen).contiguous(memory_format=torch.channels_last)
         g = torch.randn(b, c, s, s, generator=gen).contiguous(memory_format=torch.channels_last)
-
-        def run(fn, x=x, g=g):  # type: ignore[no-untyped-def]
-            xi = x.detach().requires_grad_(True)
-            torch.autograd.grad(fn(xi), (xi,), g)
-
-        med = _alternate(
-            {
-                "torch": lambda run=run: run(lambda t: F.silu(F.instance_norm(t))),
-                "kernel": lambda run=run: run(norm_act.instance_norm_silu),
-            },
-            args.repeats,
-        )
-        _row(f"{b}, {c}, {s}", med, "kernel", "torch")
+        fns = {"torch": lambda t: F.silu(F.instance_norm(t)), "kernel": norm_act.instance_norm_silu}
+        compare(f"{b}, {c}, {s}", "torch", "kernel", fns, [x], g)
 
     print("\nLayerNorm(y) * SiLU(z), forward + backward (gradients of y, z, weight and bias)")
     print(f"{'batch, side, channels':>28}  {'torch':>9}  {'kernel':>9}  ratio")
     for b, s, d in PROJ_SHAPES:
         gen = torch.Generator().manual_seed(0)
         c = 2 * d
-        tensors = [torch.randn(b, s, s, c, generator=gen) for _ in range(3)] + [
-            torch.randn(c, generator=gen) for _ in range(2)
-        ]
-
-        def gate(fn, tensors=tensors):  # type: ignore[no-untyped-def]
-            y, z, g, w, bias = tensors
-            leaves = [t.detach().requires_grad_(True) for t in (y, z, w, bias)]
-            torch.autograd.grad(fn(*leaves), leaves, g)
-
-        med = _alternate(
-            {
-                "torch": lambda gate=gate: gate(lambda y, z, w, bb: F.layer_norm(y, (y.shape[-1],), w, bb) * F.silu(z)),
-                "kernel": lambda gate=gate: gate(norm_act.layer_norm_silu_gate),
-            },
-            args.repeats,
-        )
-        _row(f"{b}, {s}, {c}", med, "kernel", "torch")
+        y, z, g = (torch.randn(b, s, s, c, generator=gen) for _ in range(3))
+        w, bias = (torch.randn(c, generator=gen) for _ in range(2))
+        fns = {
+            "torch": lambda y, z, w, bb: F.layer_norm(y, (y.shape[-1],), w, bb) * F.silu(z),
+            "kernel": norm_act.layer_norm_silu_gate,
+        }
+        compare(f"{b}, {s}, {c}", "torch", "kernel", fns, [y, z, w, bias], g)
 
     print("\nin_proj and its parts (x kept, SiLU(z) gate), forward + backward")
     print(f"{'batch, side, d_model':>28}  {'chunk':>9}  {'split':>9}  ratio")
@@ -110,20 +98,17 @@ def main() -> None:
         gen = torch.Generator().manual_seed(0)
         inner = 2 * d
         x = torch.randn(b, s, s, d, generator=gen)
-        w = (torch.randn(2 * inner, d, generator=gen) / d**0.5).requires_grad_(True)
+        w = torch.randn(2 * inner, d, generator=gen) / d**0.5
         gy = torch.randn(b, s, s, inner, generator=gen)
 
-        def chunked(x=x, w=w, gy=gy, inner=inner):  # type: ignore[no-untyped-def]
-            xi = x.detach().requires_grad_(True)
-            u, z = dense.linear(xi, w).chunk(2, dim=-1)
-            torch.autograd.grad(u * 2 + F.silu(z) * gy, (xi, w), gy)
+        def use(u, z, gy=gy):  # type: ignore[no-untyped-def]
+            return u * 2 + F.silu(z) * gy
 
-        def split(x=x, w=w, gy=gy, inner=inner):  # type: ignore[no-untyped-def]
-            xi = x.detach().requires_grad_(True)
-            u, z = dense.linear_split(xi, w, None, (inner, inner))
-            torch.autograd.grad(u * 2 + F.silu(z) * gy, (xi, w), gy)
-
-        _row(f"{b}, {s}, {d}", _alternate({"chunk": chunked, "split": split}, args.repeats), "split", "chunk")
+        fns = {
+            "chunk": lambda xi, wi: use(*dense.linear(xi, wi).chunk(2, dim=-1)),
+            "split": lambda xi, wi, inner=inner: use(*dense.linear_split(xi, wi, None, (inner, inner))),
+        }
+        compare(f"{b}, {s}, {d}", "chunk", "split", fns, [x, w], gy)
 
     print("\nAdamW step on MambaAD's trainable parameters (tf_efficientnet_lite0 features)")
     model = _build("mambaad", "tf_efficientnet_lite0", 256, TimmEncoder("tf_efficientnet_lite0", pretrained=False))

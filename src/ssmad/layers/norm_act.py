@@ -16,6 +16,7 @@ devices and dtypes, other layouts, export and compiler traces, no compiler, a ke
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ..ssm import is_tracing
 __all__ = ["instance_norm_silu", "instance_norm_silu_available", "layer_norm_silu_gate"]
 
 SOURCE = Path(_cpu_kernels.__file__).parent / "csrc" / "norm_act_cpu.cpp"
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _load_failed: str | None = None
@@ -41,6 +42,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.ssmad_in_silu_bwd_f32.argtypes = [p, p, p, p, p, i, i, i, i]
     lib.ssmad_ln_gate_fwd_f32.argtypes = [p, p, p, p, p, p, p, i, i, ctypes.c_double, i]
     lib.ssmad_ln_gate_bwd_f32.argtypes = [p, p, p, p, p, p, p, p, p, p, p, i, i, i]
+    lib.ssmad_ln_gate_items.argtypes = [i]
+    lib.ssmad_ln_gate_items.restype = ctypes.c_int64
     for fn in (
         lib.ssmad_in_silu_fwd_f32,
         lib.ssmad_in_silu_bwd_f32,
@@ -54,19 +57,13 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 def load_library() -> ctypes.CDLL | None:
     """Compile (first time) and load the kernel; None when that is impossible here (the reason is logged once)."""
-    global _lib, _load_failed
-    if _lib is not None or _load_failed is not None:
-        return _lib
-    with _lock:
-        if _lib is None and _load_failed is None:
-            _lib, _load_failed = _cpu_kernels.open_library(
-                lambda: _cpu_kernels.build_kernel(SOURCE, (), "norm_act"),
-                _declare,
-                "ssmad_norm_abi_version",
-                _ABI_VERSION,
-                "norm_act",
-            )
-    return _lib
+    return _cpu_kernels.load_once(
+        sys.modules[__name__], _build, _declare, "ssmad_norm_abi_version", _ABI_VERSION, "norm_act"
+    )
+
+
+def _build() -> Path:
+    return _cpu_kernels.build_kernel(SOURCE, (), "norm_act")
 
 
 def _threads(lib: ctypes.CDLL) -> int:
@@ -175,7 +172,7 @@ class _LayerNormSiLUGate(torch.autograd.Function):
         dout = dout.contiguous()
         dy = torch.empty_like(y)
         dz = torch.empty_like(z)
-        items = -(-rows // 64)  # kRows in the kernel
+        items = lib.ssmad_ln_gate_items(rows)
         dw_part = y.new_empty(items, c)
         db_part = y.new_empty(items, c)
         lib.ssmad_ln_gate_bwd_f32(

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import cast
 
 import torch
@@ -246,17 +247,30 @@ def _build() -> Path:
     return build_kernel(SOURCE, (), "selective_scan")
 
 
+def load_once(
+    owner: ModuleType,
+    build: Callable[[], Path],
+    declare: Callable[[ctypes.CDLL], None],
+    abi_symbol: str,
+    abi_version: int,
+    who: str,
+) -> ctypes.CDLL | None:
+    """The kernel library of module ``owner``, opened (:func:`open_library`) by the first call and kept.
+
+    ``owner`` holds the state as module attributes, ``_lock``, ``_lib`` and ``_load_failed`` (tests replace them):
+    after one attempt, the library or None (the failure was logged once) is returned without retrying.
+    """
+    if owner._lib is not None or owner._load_failed is not None:
+        return cast("ctypes.CDLL | None", owner._lib)
+    with owner._lock:
+        if owner._lib is None and owner._load_failed is None:
+            owner._lib, owner._load_failed = open_library(build, declare, abi_symbol, abi_version, who)
+    return cast("ctypes.CDLL | None", owner._lib)
+
+
 def load_library() -> ctypes.CDLL | None:
     """Compile (first time) and load the kernel; None when that is impossible here (the reason is logged once)."""
-    global _lib, _load_failed
-    if _lib is not None or _load_failed is not None:
-        return _lib
-    with _lock:
-        if _lib is None and _load_failed is None:
-            _lib, _load_failed = open_library(
-                _build, _declare, "ssmad_scan_abi_version", _ABI_VERSION, "selective_scan"
-            )
-    return _lib
+    return load_once(sys.modules[__name__], _build, _declare, "ssmad_scan_abi_version", _ABI_VERSION, "selective_scan")
 
 
 def is_available() -> bool:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import sys
 import threading
 from pathlib import Path
 
@@ -95,13 +96,7 @@ def _launch(lib: ctypes.CDLL, kind: str, dtype: torch.dtype, args: tuple, items:
 
 def load_library() -> ctypes.CDLL | None:
     """Compile (first time) and load the kernel; None when that is impossible here (the reason is logged once)."""
-    global _lib, _load_failed
-    if _lib is not None or _load_failed is not None:
-        return _lib
-    with _lock:
-        if _lib is None and _load_failed is None:
-            _lib, _load_failed = cpu.open_library(_build, _declare, "ssmad_ssd_abi_version", _ABI_VERSION, "ssd_scan")
-    return _lib
+    return cpu.load_once(sys.modules[__name__], _build, _declare, "ssmad_ssd_abi_version", _ABI_VERSION, "ssd_scan")
 
 
 def is_available() -> bool:

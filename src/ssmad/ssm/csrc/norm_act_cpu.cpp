@@ -234,7 +234,7 @@ void ln_gate_backward_item(const float* y, const float* z, const float* w, const
 
 #define SSMAD_EXPORT extern "C" __attribute__((visibility("default")))
 
-SSMAD_EXPORT int ssmad_norm_abi_version() { return 3; }
+SSMAD_EXPORT int ssmad_norm_abi_version() { return 4; }
 
 #ifdef _OPENMP
 SSMAD_EXPORT int ssmad_norm_openmp() { return 1; }
@@ -263,21 +263,24 @@ SSMAD_EXPORT int ssmad_in_silu_bwd_f32(const float* x, const float* dy, const fl
   return 0;
 }
 
-// Items: ceil(M / kRows) blocks of rows, split into `threads` ranges.
+// Work items (blocks of rows) of M rows: the first dimension of the backward's dw_part and db_part.
+SSMAD_EXPORT int64_t ssmad_ln_gate_items(int64_t M) { return (M + kRows - 1) / kRows; }
+
+// Items: ssmad_ln_gate_items(M) blocks of rows, split into `threads` ranges.
 SSMAD_EXPORT int ssmad_ln_gate_fwd_f32(const float* y, const float* z, const float* w, const float* bias, float* out,
                                        float* mean, float* rstd, int64_t M, int64_t C, double eps, int64_t threads) {
-  run_items((M + kRows - 1) / kRows, threads, [&](int64_t i0, int64_t i1) {
+  run_items(ssmad_ln_gate_items(M), threads, [&](int64_t i0, int64_t i1) {
     DenormalGuard guard;
     for (int64_t i = i0; i < i1; ++i) ln_gate_forward_item(y, z, w, bias, out, mean, rstd, M, C, (float)eps, i);
   });
   return 0;
 }
 
-// dw_part, db_part: (ceil(M / kRows), C), one row of sums per item.
+// dw_part, db_part: (ssmad_ln_gate_items(M), C), one row of sums per item.
 SSMAD_EXPORT int ssmad_ln_gate_bwd_f32(const float* y, const float* z, const float* w, const float* bias,
                                        const float* mean, const float* rstd, const float* dout, float* dy, float* dz,
                                        float* dw_part, float* db_part, int64_t M, int64_t C, int64_t threads) {
-  run_items((M + kRows - 1) / kRows, threads, [&](int64_t i0, int64_t i1) {
+  run_items(ssmad_ln_gate_items(M), threads, [&](int64_t i0, int64_t i1) {
     DenormalGuard guard;
     for (int64_t i = i0; i < i1; ++i)
       ln_gate_backward_item(y, z, w, bias, mean, rstd, dout, dy, dz, dw_part, db_part, M, C, i);
